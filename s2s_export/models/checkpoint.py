@@ -1,0 +1,112 @@
+"""The checkpoint format (``model.pt``), loadable with ``torch.load(weights_only=True)``.
+
+Contents (plain containers and tensors only)::
+
+    {"format": "s2s-export-checkpoint", "version": 1, "config": {...ModelConfig...},
+     "src_vocab": [...], "tgt_vocab": [...], "specials": {"pad": 0, "bos": 1, "eos": 2, "unk": 3},
+     "tokenizer": "char" | "word", "state_dict": {...}, "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..vocab import BOS_ID, EOS_ID, PAD_ID, TOKENIZERS, UNK_ID, Vocab
+from .config import ModelConfig
+from .seq2seq import Seq2Seq
+
+FORMAT = "s2s-export-checkpoint"
+VERSION = 1
+SPECIAL_IDS = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}
+
+
+@dataclass
+class Checkpoint:
+    model: Seq2Seq
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    tokenizer: str = "char"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
+    data = {
+        "format": FORMAT, "version": VERSION, "config": ckpt.config.to_dict(),
+        "src_vocab": list(ckpt.src_vocab.tokens), "tgt_vocab": list(ckpt.tgt_vocab.tokens),
+        "specials": dict(SPECIAL_IDS), "tokenizer": ckpt.tokenizer,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()},
+        "meta": ckpt.meta,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path, trust_pickle: bool) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path} contains pickled Python objects (e.g. a whole nn.Module), which can run "
+                "arbitrary code when loaded",
+                "re-save it as an s2s-export checkpoint, or pass --trust-pickle if you trust "
+                "its author") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc})",
+                              "pass a model.pt written by `s2s train` or save_checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: {msg})",
+                              "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
+
+
+def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
+    """Load and validate ``path`` (weights only unless ``trust_pickle``); the model is in eval mode."""
+    path = Path(path)
+    data = _read(path, trust_pickle)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an s2s-export checkpoint (no 'format': '{FORMAT}' key)",
+                              "train with `s2s train` or save with s2s_export.models.save_checkpoint")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}, this s2s-export "
+                              f"reads version {VERSION}", "re-save it with a matching s2s-export")
+    missing = [k for k in ("config", "src_vocab", "tgt_vocab", "state_dict") if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}",
+                              "save it with s2s_export.models.save_checkpoint")
+    src_vocab, tgt_vocab = Vocab(tuple(data["src_vocab"])), Vocab(tuple(data["tgt_vocab"]))
+    config = ModelConfig.from_dict(dict(data["config"]))
+    if (config.src_vocab_size, config.tgt_vocab_size) != (len(src_vocab), len(tgt_vocab)):
+        raise CheckpointError(
+            f"{path}: config vocabulary sizes ({config.src_vocab_size}, {config.tgt_vocab_size}) "
+            f"do not match the vocabularies ({len(src_vocab)}, {len(tgt_vocab)})",
+            "save the checkpoint with the vocabularies it was trained with")
+    tokenizer = data.get("tokenizer", "char")
+    if tokenizer not in TOKENIZERS:
+        raise CheckpointError(f"{path}: unknown tokenizer {tokenizer!r}", f"use one of {TOKENIZERS}")
+    model = Seq2Seq(config)
+    try:
+        model.load_state_dict(data["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{path}: config and weights do not match ({detail})",
+                              "use the config the weights were trained with") from None
+    return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta", {})))
