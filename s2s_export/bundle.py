@@ -151,6 +151,9 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a bundle gets the usual mode
     except OSError as exc:
         raise BundleError(f"cannot write to {parent} ({exc.strerror})",
                           "choose a writable output directory") from None

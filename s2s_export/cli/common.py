@@ -16,6 +16,14 @@ from ..errors import S2SError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# typer >= 0.2x vendors click (typer._click): catch its usage errors and click's
+try:
+    from typer._click.exceptions import UsageError as _TyperUsageError
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _TyperUsageError = click.exceptions.UsageError  # type: ignore[misc,assignment]
+USAGE_ERRORS = (click.exceptions.UsageError, _TyperUsageError)
+ABORTS = (click.exceptions.Abort, typer.Abort)
+
 
 def report(error: S2SError) -> None:
     for problem in error.problems:
@@ -40,10 +48,10 @@ def run_app(app: typer.Typer) -> None:
     """Run a Typer app mapping click's usage errors to exit code 1 (not click's 2)."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(1)
-    except click.exceptions.Abort:
+    except ABORTS:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:

@@ -16,6 +16,12 @@ COMMANDS = ("train", "translate", "verify", "bench", "inspect", "build_engines",
 app = typer.Typer(name="s2s", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="s2s-export toolbox: train, translate, verify, bench, inspect, build-engines, quantize.")
 
+
+@app.callback()
+def _root() -> None:
+    """s2s-export toolbox (the callback keeps a lone registered command a subcommand)."""
+
+
 for _name in COMMANDS:
     if importlib.util.find_spec(f"{__package__}.{_name}") is not None:
         importlib.import_module(f"{__package__}.{_name}").register(app)

@@ -1,0 +1,89 @@
+"""``s2s-export MODEL.pt [-o BUNDLE_DIR]``: export a checkpoint to a verified bundle.
+
+Exit codes: 0 ok, 1 usage (existing output without --force, bad option), 2 unsupported here
+(--trt before the TensorRT path exists: the ONNX bundle is written first), 3 parity failed,
+4 bad input (missing or unreadable checkpoint).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import handle_errors, run_app
+
+app = typer.Typer(name="s2s-export", add_completion=False, pretty_exceptions_enable=False,
+                  help="Export an attention seq2seq checkpoint to ONNX (encoder + decoder step).")
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def summary_lines(path: Path, files: list[str], parity: dict[str, Any]) -> list[str]:
+    """Files with sizes, then the parity figures (worst output per graph, greedy identity)."""
+    rows = [(name, human_size((path / name).stat().st_size)) for name in files if (path / name).is_file()]
+    width = max(len(r[0]) for r in rows) if rows else 4
+    lines = [f"  {name:<{width}}  {size:>9}" for name, size in rows]
+    if not parity:
+        lines.append("parity: not checked (--no-verify)")
+        return lines
+    lines.append(f"parity ({parity['backend']} vs PyTorch, atol {parity['atol']:g}, rtol {parity['rtol']:g}, "
+                 f"batch {parity['inputs']['batch']}, {parity['inputs']['steps']} steps): "
+                 f"{'passed' if parity['passed'] else 'FAILED'}")
+    graphs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, r in parity["outputs"].items():
+        graph, name = key.split("/", 1)
+        graphs.setdefault(graph, []).append((name, r))
+    for graph, outs in graphs.items():
+        worst = max(outs, key=lambda o: o[1]["max_abs"])
+        worst_rel = max(outs, key=lambda o: o[1]["max_rel"])
+        lines.append(f"  {graph:<13} {len(outs):>2} outputs  max abs {worst[1]['max_abs']:.2e} ({worst[0]})  "
+                     f"max rel {worst_rel[1]['max_rel']:.2e} ({worst_rel[0]})")
+    greedy = parity.get("greedy")
+    if greedy:
+        lines.append(f"  greedy decode {greedy['identical']}/{greedy['sentences']} sentences token-identical, "
+                     f"max score diff {greedy['max_score_diff']:.2e}")
+    return lines
+
+
+@app.command()
+@handle_errors
+def export(
+    model: Path = typer.Argument(..., help="checkpoint (model.pt) written by `s2s train` or save_checkpoint"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="bundle directory (default: <model stem>_bundle beside the model)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing output directory (on success only)"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17-20)"),
+    topk: int = typer.Option(8, "--topk", help="K of the step graph's top-K outputs"),
+    max_batch: int = typer.Option(64, "--max-batch", help="largest batch (rows) for engine profiles"),
+    max_src_len: int = typer.Option(256, "--max-src-len", help="longest source for engine profiles"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="check parity with ONNX Runtime"),
+    trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                      help="allow checkpoints with pickled objects (runs their code)"),
+) -> None:
+    """Export MODEL to an encoder + single-step decoder ONNX bundle with manifest.json."""
+    from ..export import export_model
+
+    out = output if output is not None else model.with_name(f"{model.stem}_bundle")
+    bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
+                          verify=verify, force=force, trust_pickle=trust_pickle, trt=trt)
+    files = sorted(bundle.manifest.files) + ["manifest.json"]
+    typer.echo(f"wrote {bundle.path}")
+    for line in summary_lines(bundle.path, files, bundle.parity):
+        typer.echo(line)
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

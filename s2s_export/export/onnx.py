@@ -1,0 +1,178 @@
+"""``torch.onnx.export`` of one graph, driven by its ``GraphSpec``, and the checks of the result.
+
+Exporter: the TorchScript one (``dynamo=False``). It maps ``pack_padded_sequence`` to ONNX
+LSTM/GRU with ``sequence_lens``, so the encoder honours ``src_lengths`` exactly; the dynamo
+exporter cannot, and can silently freeze dynamic axes (``shared/reference/platform.md``).
+
+After the export the graph is made to match its spec exactly:
+
+* inputs the traced function does not read (the TorchScript exporter drops them, e.g. the
+  ``memory`` of a model without attention) are declared again as graph inputs, so every graph
+  takes exactly the inputs the manifest lists, in its order (ONNX allows unused inputs);
+* fixed axes the exporter left unnamed get their value from the spec; a symbolic axis that came
+  out fixed ("frozen" to the example's size) is an error.
+
+Then ``onnx.checker`` (full check) and strict shape inference. One file per graph; weights go to
+an external data file ``<graph>.onnx.data`` only when the graph is over 2 GB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from ..errors import UnsupportedError
+from ..graphio import GraphSpec, TensorSpec
+
+EXPORTER = "torch.onnx TorchScript"
+MIN_OPSET = 17
+_TWO_GB = 2**31 - 1
+
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64,
+               "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
+
+
+class GraphCheckError(UnsupportedError):
+    """The exported graph does not match its spec (a frozen axis, a missing output...)."""
+
+
+# native (C++) warnings the TorchScript exporter prints for every packed RNN: harmless here,
+# because every output shape is checked against the spec after the export
+_NOISE = ("The shape inference of prim::PackPadded", "The shape inference of prim::PadPacked")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 while the exporter runs; replay what is not known noise."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to do
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        os.dup2(buf.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            buf.seek(0)
+            lines = buf.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(ln for ln in lines if not any(n in ln for n in _NOISE))
+            if kept:
+                sys.stderr.write(kept)
+
+
+def _value_info(spec: TensorSpec) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(spec.name, ONNX_DTYPES[spec.dtype], list(spec.shape))
+
+
+def _fix_io(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    """Declare dropped inputs again, order inputs as the spec, check names/dtypes/axes."""
+    g = model.graph
+    initializers = {i.name for i in g.initializer}
+    have = {v.name: v for v in g.input if v.name not in initializers}
+    extra = [v.name for v in g.input if v.name not in initializers and v.name not in spec.input_names]
+    if extra:
+        raise GraphCheckError(f"{spec.name} graph has unexpected inputs {extra}",
+                              "report this: the exporter renamed an input")
+    inputs = [have[t.name] if t.name in have else _value_info(t) for t in spec.inputs]
+    kept = [v for v in g.input if v.name in initializers]
+    del g.input[:]
+    g.input.extend(inputs + kept)
+    outputs = [v.name for v in g.output]
+    if outputs != spec.output_names:
+        raise GraphCheckError(f"{spec.name} graph outputs are {outputs}, expected {spec.output_names}",
+                              "report this: the exporter renamed or merged outputs")
+    for vi, t in zip([*inputs, *g.output], [*spec.inputs, *spec.outputs]):
+        tt = vi.type.tensor_type
+        if tt.elem_type != ONNX_DTYPES[t.dtype]:
+            got = TensorProto.DataType.Name(tt.elem_type)
+            raise GraphCheckError(f"{spec.name} graph: {t.name} has dtype {got}, expected {t.dtype}",
+                                  "make the model return the dtypes it returns in PyTorch")
+        dims = tt.shape.dim
+        if len(dims) != len(t.shape):
+            raise GraphCheckError(f"{spec.name} graph: {t.name} has rank {len(dims)}, expected {len(t.shape)}",
+                                  "report this: the exporter changed a rank")
+        for i, (d, axis) in enumerate(zip(dims, t.shape)):
+            if isinstance(axis, str):
+                if d.HasField("dim_value") or d.dim_param != axis:
+                    got = d.dim_value if d.HasField("dim_value") else repr(d.dim_param)
+                    raise GraphCheckError(
+                        f"{spec.name} graph: axis {i} ({axis}) of {t.name} is {got} in the saved graph, "
+                        "not symbolic (frozen to the export example's size)",
+                        "the model must not specialise on the batch or source length (no Python ints "
+                        "taken from tensor shapes in control flow)")
+            elif d.HasField("dim_value") and d.dim_value != axis:
+                raise GraphCheckError(f"{spec.name} graph: axis {i} of {t.name} is {d.dim_value}, expected {axis}",
+                                      "report this: the exporter changed a fixed size")
+            else:
+                d.Clear()
+                d.dim_value = axis
+
+
+def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec,
+                 path: Path, opset: int) -> list[str]:
+    """Export ``module(*args)`` to ``path`` as described by ``spec``; return the files written
+    (names relative to ``path.parent``: the graph, plus its external data when over 2 GB)."""
+    if opset < MIN_OPSET:
+        raise UnsupportedError(f"opset {opset} is too old", f"use --opset {MIN_OPSET} or newer")
+    scratch = path.parent / f".{path.stem}.export"
+    scratch.mkdir()
+    try:
+        raw = scratch / path.name
+        with warnings.catch_warnings(), _quiet_native_stderr():
+            warnings.simplefilter("ignore")  # deprecation notices of the TorchScript exporter
+            torch.onnx.export(module, args, str(raw), input_names=spec.input_names,
+                              output_names=spec.output_names, dynamic_axes=spec.dynamic_axes(),
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        model = onnx.load(str(raw))  # external data too, if the exporter wrote some
+        _fix_io(model, spec)
+        model.producer_name = "s2s-export"
+        model.doc_string = f"s2s-export {spec.name} graph ({EXPORTER})"
+        weights = sum(len(t.raw_data) + 4 * len(t.float_data) + 8 * len(t.int64_data)
+                      for t in model.graph.initializer)
+        large = weights > _TWO_GB - (64 << 20)  # protobuf's 2 GB limit, with room for the graph
+        files = [path.name]
+        if large:
+            data = f"{path.name}.data"
+            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data, size_threshold=1024)
+            files.append(data)
+        else:
+            onnx.save_model(model, str(path))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    check_graph(path, spec)
+    return files
+
+
+def check_graph(path: Path, spec: GraphSpec) -> None:
+    """``onnx.checker`` (full), strict shape inference, and the IO against ``spec``."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GraphCheckError(f"{path.name} fails onnx.checker ({first})",
+                              "report this with the model config; try another --opset") from None
+    model = onnx.load(str(path), load_external_data=False)
+    if [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}] \
+            != spec.input_names:
+        raise GraphCheckError(f"{path.name} inputs do not match the spec", "report this")
+    _fix_io(model, spec)  # raises on frozen axes, dtypes or names that differ
+
+
+__all__ = ["EXPORTER", "MIN_OPSET", "GraphCheckError", "export_graph", "check_graph"]

@@ -1,0 +1,254 @@
+"""Parity of the exported graphs: ONNX Runtime (CPU, float32) against PyTorch.
+
+On a fixed, seeded set of mixed-length sources (lengths 1..12, capped by ``max_src_len``):
+
+* every encoder output;
+* every decoder-step output over several teacher-forced steps (step 0 feeds BOS with the
+  identity reorder, later steps feed fixed random tokens with a non-identity ``reorder`` that
+  repeats a row, as beam search does). Each side runs its own chain of states, so errors that
+  accumulate over steps count;
+* the greedy decode of the sources: the runtime (``s2s_export.runtime.Translator``) against the
+  torch reference search (``s2s_export.verify.reference.reference_search``), token-identical.
+
+Per output: ``max_abs`` = max |ort - torch|; ``max_rel`` = max |ort - torch| / |torch| over the
+elements with |torch| > atol (relative error is meaningless near zero); pass iff every element
+satisfies |ort - torch| <= atol + rtol * |torch| (``numpy.allclose``). Boolean and integer
+outputs must be equal. ``topk_ids`` is checked tie-robustly: the torch log-probs at the ids ORT
+chose must equal torch's top-K log-probs within tolerance (two equal log-probs may come out in
+either order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ParityError, Problem
+from ..graphio import BundleIO
+from .spec import content_ids, make_sources
+
+ATOL, RTOL = 1e-4, 1e-3
+STEPS = 4
+LENGTHS = (1, 4, 12, 7, 12, 2)
+BACKEND = "onnxruntime CPUExecutionProvider"
+
+
+def parity_lengths(max_batch: int, max_src_len: int) -> list[int]:
+    """The source lengths (EOS included) of the fixed parity set."""
+    return [min(n, max_src_len) for n in LENGTHS[: max(1, min(len(LENGTHS), max_batch))]]
+
+
+def compare(got: np.ndarray, ref: np.ndarray, atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
+    """Max abs/rel error of ``got`` against ``ref`` and whether they match within tolerance."""
+    if got.shape != ref.shape:
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "ok": False,
+                "detail": f"shape {list(got.shape)} != {list(ref.shape)}"}
+    if ref.dtype.kind in "biu":
+        diff = np.abs(got.astype(np.int64) - ref.astype(np.int64))
+        max_abs = float(diff.max(initial=0))
+        return {"max_abs": max_abs, "max_rel": 0.0 if max_abs == 0 else float("inf"), "ok": max_abs == 0}
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        same = (g == r) | (np.isnan(g) & np.isnan(r))  # equal infinities count as equal
+        diff = np.nan_to_num(np.where(same, 0.0, np.abs(g - r)), nan=np.inf)
+        big = np.abs(r) > atol
+        rel = np.where(big & ~same, diff / np.where(big, np.abs(r), 1.0), 0.0)
+        ok = bool(np.all(diff <= atol + rtol * np.where(np.isfinite(r), np.abs(r), 0.0)))
+    return {"max_abs": float(diff.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0)), "ok": ok}
+
+
+def _merge(into: dict[str, dict[str, Any]], name: str, result: dict[str, Any]) -> None:
+    old = into.get(name)
+    if old is None:
+        into[name] = result
+        return
+    old["max_abs"] = max(old["max_abs"], result["max_abs"])
+    old["max_rel"] = max(old["max_rel"], result["max_rel"])
+    old["ok"] = old["ok"] and result["ok"]
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # torch runs in the same process (see platform.md)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _run(sess: Any, graph: str, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``sess.run``; a failure (typically a size frozen into the graph at export) -> ParityError."""
+    try:
+        return list(sess.run(names, feeds))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        size = (f"batch {feeds['src'].shape[0]}, src_len {feeds['src'].shape[1]}" if "src" in feeds
+                else f"batch {feeds['tokens'].shape[0]}")
+        detail = " ".join(str(exc).split())[:300]
+        raise ParityError(
+            f"parity failed: the {graph} graph does not run at {size} ({detail})",
+            "the model must not turn tensor sizes into Python numbers (int(x.shape[i]), .item(), "
+            "loops over a size): the traced graph then only works at the export example's size") from None
+
+
+def _reorders(batch: int) -> list[np.ndarray]:
+    """Step 0: identity; later: a fixed permutation with one row repeated."""
+    rng = np.random.default_rng(1)
+    out = [np.arange(batch, dtype=np.int64)]
+    for _ in range(1, STEPS):
+        r = rng.permutation(batch).astype(np.int64)
+        if batch > 1:
+            r[-1] = r[0]
+        out.append(r)
+    return out
+
+
+def check_outputs(bundle_dir: Path, encoder: nn.Module, step: nn.Module, io: BundleIO, *,
+                  src_vocab_size: int, eos_id: int, pad_id: int, bos_id: int,
+                  lengths: Sequence[int], atol: float = ATOL, rtol: float = RTOL,
+                  graphs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Teacher-forced per-output parity. ``encoder``/``step`` are the exported torch wrappers
+    (``EncoderGraph``/``StepGraph``); returns ``{"<graph>/<output>": {max_abs, max_rel, ok}}``."""
+    graphs = graphs or {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    enc_sess = _session(bundle_dir / graphs["encoder"])
+    step_sess = _session(bundle_dir / graphs["decoder_step"])
+    src, src_lengths = make_sources(lengths, max(lengths), src_vocab_size, eos_id, pad_id, seed=7)
+    results: dict[str, dict[str, Any]] = {}
+
+    with torch.no_grad():
+        ref = [t.numpy() for t in encoder(src, src_lengths)]
+    got = _run(enc_sess, "encoder", io.encoder.output_names,
+               {"src": src.numpy(), "src_lengths": src_lengths.numpy()})
+    for name, g, r in zip(io.encoder.output_names, got, ref):
+        _merge(results, f"encoder/{name}", compare(g, r, atol, rtol))
+
+    n_static = len(io.static)
+    static_ort, state_ort = got[:n_static], got[n_static:]
+    static_pt, state_pt = ref[:n_static], ref[n_static:]
+    batch = len(lengths)
+    tgt_vocab = io.step.output("log_probs").shape[1]
+    assert isinstance(tgt_vocab, int)
+    lo, hi = content_ids(tgt_vocab)
+    rng = np.random.default_rng(2)
+    out_names = io.step.output_names
+    lp_index = out_names.index("log_probs")
+    for t, reorder in enumerate(_reorders(batch)):
+        tokens = (np.full(batch, bos_id, dtype=np.int64) if t == 0
+                  else rng.integers(lo, hi, batch).astype(np.int64))
+        feeds = dict(zip(io.step.input_names, [tokens, reorder, *static_ort, *state_ort]))
+        got = _run(step_sess, "decoder_step", out_names, feeds)
+        with torch.no_grad():
+            ref_t = step(torch.from_numpy(tokens), torch.from_numpy(reorder),
+                         *(torch.from_numpy(a) for a in (*static_pt, *state_pt)))
+        ref = [x.numpy() for x in ref_t]
+        for name, g, r in zip(out_names, got, ref):
+            if name == "topk_ids":  # tie-robust: torch's log-probs at ORT's ids
+                at_ids = np.take_along_axis(ref[lp_index], g.astype(np.int64), axis=1)
+                _merge(results, f"decoder_step/{name}", compare(at_ids, ref[0], atol, rtol))
+            else:
+                _merge(results, f"decoder_step/{name}", compare(g, r, atol, rtol))
+        n_state = len(io.state)
+        state_ort = got[3: 3 + n_state]
+        state_pt = ref[3: 3 + n_state]
+    return results
+
+
+def greedy_sources(lengths: Sequence[int], src_vocab_size: int, eos_id: int) -> list[list[int]]:
+    """The parity set as id lists (EOS last, no padding)."""
+    src, _ = make_sources(lengths, max(lengths), src_vocab_size, eos_id, 0, seed=7)
+    return [row[:n].tolist() for row, n in zip(src, lengths)]
+
+
+def check_greedy(bundle_dir: Path, model: nn.Module, src_ids: list[list[int]], max_length: int,
+                 atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
+    """Greedy decode with the runtime (ONNX Runtime) and with the torch reference search: the
+    ids must be identical, and each score (a sum of ``len`` log-probs) within
+    ``atol * len + rtol * |score|`` of the reference."""
+    from ..runtime import Translator
+    from ..verify.reference import reference_search
+
+    translator = Translator.load(bundle_dir, backend="onnxruntime", verify_hashes=False)
+    got = translator.translate_ids(src_ids, beam_size=1, max_length=max_length, add_eos=False)
+    ref = reference_search(model, src_ids, beam_size=1, max_length=max_length)
+    identical, first_diff, max_score_diff, scores_ok = 0, None, 0.0, True
+    for i, (g, r) in enumerate(zip(got, ref)):
+        g_ids, r_ids = [int(x) for x in g[0].ids], [int(x) for x in r[0][0]]
+        if g_ids == r_ids:
+            identical += 1
+            diff = abs(float(g[0].score) - float(r[0][1]))
+            max_score_diff = max(max_score_diff, diff)
+            scores_ok = scores_ok and diff <= atol * len(r_ids) + rtol * abs(float(r[0][1]))
+        elif first_diff is None:
+            pos = next((j for j, (a, b) in enumerate(zip(g_ids, r_ids)) if a != b), min(len(g_ids), len(r_ids)))
+            first_diff = {"sentence": i, "position": pos}
+    return {"sentences": len(src_ids), "identical": identical, "max_length": max_length,
+            "max_score_diff": max_score_diff, "first_difference": first_diff,
+            "ok": identical == len(src_ids) and scores_ok}
+
+
+def summarize(outputs: dict[str, dict[str, Any]], greedy: dict[str, Any] | None, lengths: Sequence[int],
+              atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
+    """The manifest's ``parity`` entry."""
+    passed = all(r["ok"] for r in outputs.values()) and (greedy is None or greedy["ok"])
+    return {
+        "backend": BACKEND, "atol": atol, "rtol": rtol,
+        "inputs": {"batch": len(lengths), "src_lengths": list(lengths), "steps": STEPS},
+        "max_abs": max((r["max_abs"] for r in outputs.values()), default=0.0),
+        "max_rel": max((r["max_rel"] for r in outputs.values()), default=0.0),
+        "outputs": outputs, "greedy": greedy, "passed": passed,
+    }
+
+
+def check_parity(bundle_dir: Path, model: nn.Module, io: BundleIO, src_vocab_size: int, *,
+                 max_batch: int = 64, max_src_len: int = 256, greedy: bool = True,
+                 atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
+    """The full parity report of the fp32 graphs in ``bundle_dir`` against ``model`` (eval
+    mode, CPU, float32). ``greedy`` needs the bundle's manifest (the runtime loads it). Does not
+    raise on failure: see ``raise_on_failure``."""
+    from .wrap import EncoderGraph, StepGraph
+
+    lengths = parity_lengths(max_batch, max_src_len)
+    static, state = [t.name for t in io.static], [t.name for t in io.state]
+    eos, pad, bos = (int(getattr(model, n)) for n in ("eos_id", "pad_id", "bos_id"))
+    outputs = check_outputs(Path(bundle_dir), EncoderGraph(model, static, state),
+                            StepGraph(model, static, state, io.topk), io, src_vocab_size=src_vocab_size,
+                            eos_id=eos, pad_id=pad, bos_id=bos, lengths=lengths, atol=atol, rtol=rtol)
+    greedy_report = None
+    if greedy:
+        greedy_report = check_greedy(Path(bundle_dir), model, greedy_sources(lengths, src_vocab_size, eos),
+                                     max_length=2 * max(lengths) + 8)
+    return summarize(outputs, greedy_report, lengths, atol, rtol)
+
+
+def raise_on_failure(report: dict[str, Any]) -> None:
+    """``ParityError`` naming every failing output with its figures."""
+    if report["passed"]:
+        return
+    atol, rtol = report["atol"], report["rtol"]
+    fix = ("report the model config; meanwhile --no-verify writes the bundle without this check "
+           "(compare with `s2s verify`)")
+    problems = [Problem(f"parity failed for {name}: max abs error {r['max_abs']:.3g} (atol {atol:g}), "
+                        f"max rel error {r['max_rel']:.3g} (rtol {rtol:g})"
+                        + (f", {r['detail']}" if "detail" in r else ""), fix)
+                for name, r in report["outputs"].items() if not r["ok"]]
+    greedy = report.get("greedy")
+    if greedy and not greedy["ok"]:
+        d = greedy["first_difference"]
+        if d is not None:
+            problems.append(Problem(
+                f"parity failed for the greedy decode: {greedy['sentences'] - greedy['identical']} of "
+                f"{greedy['sentences']} sentences differ from PyTorch (first: sentence {d['sentence']}, "
+                f"token {d['position']})", fix))
+        else:
+            problems.append(Problem(f"parity failed for the greedy decode: same tokens but scores differ "
+                                    f"from PyTorch by up to {greedy['max_score_diff']:.3g}", fix))
+    raise ParityError(problems)
+
+
+__all__ = ["ATOL", "RTOL", "check_parity", "check_outputs", "check_greedy", "compare", "greedy_sources",
+           "parity_lengths", "raise_on_failure", "summarize"]
