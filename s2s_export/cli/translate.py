@@ -1,0 +1,135 @@
+"""``s2s translate BUNDLE [TEXT ...] [-i FILE]``: translate with the torch-free runtime.
+
+Input: the TEXT arguments, else the lines of ``-i FILE`` (``-`` = stdin), else the lines of
+stdin. Output (stdout): one line per input; with ``--n-best N`` the N hypotheses of an input
+are on its line separated by tabs, best first; with ``--json`` one JSON object per input:
+``{"input": ..., "hypotheses": [{"text", "tokens", "score"}, ...]}``. A progress bar goes to
+stderr when reading a file. ``--plot-attention FILE.png`` draws the attention of the first
+input's best hypothesis (needs matplotlib). Exit codes: 1 bad options (e.g. ``--beam 0``),
+2 missing dependency/backend, 4 unreadable input (missing file, not UTF-8) or bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+
+from .common import handle_errors
+
+
+def read_inputs(texts: Optional[list[str]], input_file: Optional[Path]) -> list[str]:
+    """The inputs: TEXT arguments, the lines of a file (``-``: stdin) or the lines of stdin."""
+    from ..errors import BadInputError, UsageError
+
+    if texts and input_file is not None:
+        raise UsageError("pass TEXT arguments or -i FILE, not both", "choose one input")
+    if texts:
+        return list(texts)
+    if input_file is not None and str(input_file) != "-":
+        try:
+            data = input_file.read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"cannot read {input_file} ({exc.strerror})", "pass an existing text file") from None
+        name = str(input_file)
+    else:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no input", "pass TEXT, -i FILE, or pipe lines on stdin")
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        name = "stdin"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{name} is not UTF-8 text (byte {exc.start})",
+                            "convert it to UTF-8 (e.g. iconv -t utf-8)") from None
+    return text.removeprefix("\ufeff").splitlines()
+
+
+def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
+    """Heatmap of ``attn`` [T,S]: source tokens ``xs`` (S) across, output tokens ``ys`` (T) down."""
+    from ..errors import MissingDependencyError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("matplotlib is not installed (needed by --plot-attention)",
+                                     "pip install matplotlib (or 's2s-export[dev]')") from None
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.4 * len(xs) + 1.5), max(3.0, 0.4 * len(ys) + 1.0)))
+    im = ax.imshow(attn, cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(range(len(xs)), labels=xs, rotation=90)
+    ax.set_yticks(range(len(ys)), labels=ys)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    try:
+        fig.savefig(out)
+    except OSError as exc:
+        from ..errors import BadInputError
+
+        raise BadInputError(f"cannot write {out} ({exc.strerror})", "choose a writable path") from None
+    finally:
+        plt.close(fig)
+
+
+@handle_errors
+def translate_command(
+    bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
+    texts: Optional[list[str]] = typer.Argument(None, help="texts to translate (default: -i FILE or stdin)"),
+    input_file: Optional[Path] = typer.Option(None, "-i", "--input", help="read one input per line ('-': stdin)"),
+    beam: int = typer.Option(1, "--beam", help="beam size (1: greedy)"),
+    n_best: int = typer.Option(1, "--n-best", help="hypotheses per input (<= beam), tab-separated"),
+    batch_size: int = typer.Option(64, "--batch-size", help="sentences per batch"),
+    max_length: int = typer.Option(200, "--max-length", help="most output tokens (EOS included)"),
+    max_length_ratio: Optional[float] = typer.Option(None, "--max-length-ratio",
+                                                     help="per input: at most ceil(ratio x source length)"),
+    min_length: int = typer.Option(0, "--min-length", help="least tokens before EOS"),
+    length_penalty: str = typer.Option("none", "--length-penalty", help="none, gnmt or avg"),
+    alpha: float = typer.Option(0.0, "--alpha", help="length penalty exponent"),
+    no_repeat_ngram_size: int = typer.Option(0, "--no-repeat-ngram-size", help="block repeated n-grams (0: off)"),
+    json_out: bool = typer.Option(False, "--json", help="JSON lines with tokens and scores"),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default min(4, cores))"),
+    plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
+) -> None:
+    """Translate TEXT arguments, a file or stdin with a bundle (one output line per input)."""
+    from ..runtime import SearchOptions, Translator
+    from ..vocab import tokenize
+
+    options: dict[str, Any] = dict(beam_size=beam, n_best=n_best, max_length=max_length, max_length_ratio=max_length_ratio,
+                   min_length=min_length, length_penalty=length_penalty, alpha=alpha,
+                   no_repeat_ngram_size=no_repeat_ngram_size)
+    SearchOptions(**options).validate()  # bad options fail before the bundle is loaded
+    inputs = read_inputs(texts, input_file)
+    translator = Translator.load(bundle, backend=backend, intra_op_threads=threads)
+    if input_file is not None and inputs:
+        with click.progressbar(length=len(inputs), label="translating", file=sys.stderr) as bar:
+            results = translator.translate(inputs, max_batch_size=batch_size, progress=bar.update, **options)
+    else:
+        results = translator.translate(inputs, max_batch_size=batch_size, **options)
+    for text, hyps in zip(inputs, results):
+        if json_out:
+            record = {"input": text, "hypotheses": [{"text": h.text, "tokens": h.tokens, "score": round(h.score, 6)}
+                                                    for h in hyps]}
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            typer.echo("\t".join(h.text for h in hyps))
+    if plot is not None and inputs:
+        first = translator.translate(inputs[:1], return_attention=True, **options)[0]
+        if first:
+            best = first[0]
+            xs = tokenize(inputs[0], translator.src_tokenizer) + ["</s>"]  # the source ends with EOS
+            ys = [translator.tgt_vocab.tokens[i] for i in best.ids]
+            plot_attention(best.attention, xs, ys, plot)
+            typer.echo(f"wrote {plot}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("translate")(translate_command)

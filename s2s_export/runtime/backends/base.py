@@ -1,0 +1,56 @@
+"""The backend protocol the search runs over (torch-free).
+
+A backend owns the decoder state between steps; the search only ever sees small host arrays
+(top-K candidates, optionally the full log-probs and the attention). Row bookkeeping:
+
+* ``encode(src [B,S], src_lengths [B])`` runs the encoder and keeps static and state (B rows);
+* ``keep(rows [B'])`` replaces static by ``static[rows]`` (rows of the *current* static): the
+  search calls it when the batch layout changes (beam expansion after the first step, finished
+  sentences leaving the batch);
+* ``step(tokens [B'], reorder [B'], full, attn)`` first gathers ``state[reorder]`` (rows of the
+  previous state), then runs one decoder step; the updated state stays inside the backend.
+  ``len(tokens)`` must equal the current number of static rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class StepResult:
+    """Host arrays of one decoder step (B' = rows of this step)."""
+
+    topk_log_probs: np.ndarray  # [B',K] float32, best first
+    topk_ids: np.ndarray  # [B',K] int64
+    log_probs: np.ndarray | None = None  # [B',V] float32, only when ``full`` was asked
+    attn: np.ndarray | None = None  # [B',S] float32, only when ``attn`` was asked
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What ``greedy_search``/``beam_search`` need from an inference engine."""
+
+    name: str  # "onnxruntime", "tensorrt", ...
+    topk: int  # K of the step graph's topk_* outputs
+    vocab_size: int  # V (target vocabulary)
+    max_rows: int | None  # most rows one step accepts (TensorRT profiles); None: no limit
+
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> None:
+        """src [B,S] int64 (padded), src_lengths [B] int64 (>= 1): keep static and state."""
+        ...
+
+    def keep(self, rows: np.ndarray) -> None:
+        """rows [B'] int64: static <- static[rows]."""
+        ...
+
+    def step(self, tokens: np.ndarray, reorder: np.ndarray, full: bool = False,
+             attn: bool = False) -> StepResult:
+        """tokens [B'] int64, reorder [B'] int64: state <- step(state[reorder]); return results."""
+        ...
+
+
+__all__ = ["Backend", "StepResult"]

@@ -1,0 +1,197 @@
+"""ONNX Runtime backend: the two bundle graphs run with IO binding (torch-free).
+
+Static and state tensors live as ``OrtValue``s on the session's device: the step's
+``next_<state>`` outputs are bound as the next step's state inputs as they are (no copy through
+numpy), so the same code keeps the state on the GPU with the CUDA/TensorRT execution providers
+(``device="cuda"``). Only the small step results (top-K, and log_probs/attn when asked) come
+back to the host. ``keep`` gathers static rows on the host (numpy fancy indexing) and re-wraps
+them: it runs only when the batch layout changes, not every step.
+
+Session defaults for small machines: ``intra_op_threads`` = min(4, cpu count), one inter-op
+thread, spinning off (``session.intra_op.allow_spinning = 0``: idle threads do not busy-wait
+and starve other processes), all graph optimizations. No custom-op library is ever loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import BadInputError, BundleError, ConfigError, require
+from ...graphio import BundleIO, next_name
+from .base import StepResult
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def session_options(ort: Any, intra_op_threads: int | None = None, spinning: bool = False) -> Any:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(intra_op_threads) if intra_op_threads else default_threads()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3  # errors only: warnings would interleave with CLI output
+    return so
+
+
+class OnnxRuntimeBackend:
+    """``Backend`` over ``encoder.onnx`` + ``decoder_step.onnx`` (see ``base.Backend``)."""
+
+    name = "onnxruntime"
+    max_rows: int | None = None
+
+    def __init__(self, encoder_path: str | os.PathLike[str], step_path: str | os.PathLike[str],
+                 io: BundleIO, intra_op_threads: int | None = None,
+                 providers: Sequence[Any] = DEFAULT_PROVIDERS, device: str = "cpu",
+                 spinning: bool = False) -> None:
+        if intra_op_threads is not None and int(intra_op_threads) < 1:
+            raise BadInputError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
+                                "pass a positive thread count, or None for the default")
+        self.ort: Any = require("onnxruntime", "cpu")
+        ort = self.ort
+        self.io = io
+        self.device = device
+        self.topk = io.topk
+        self.vocab_size = int(io.step.output("log_probs").shape[1])
+        so = session_options(ort, intra_op_threads, spinning)
+        self.encoder = self._session(ort, Path(encoder_path), so, providers, io.encoder)
+        self.step_session = self._session(ort, Path(step_path), so, providers, io.step)
+        self.static_names = [t.name for t in io.static]
+        self.state_names = [t.name for t in io.state]
+        self._static: dict[str, Any] = {}  # name -> OrtValue (on device)
+        self._static_host: dict[str, np.ndarray] = {}  # name -> host copy (for keep)
+        self._state: dict[str, Any] = {}  # name -> OrtValue (on device)
+        self._rows = 0
+        self._binding = self.step_session.io_binding()
+        self._step_inputs = {i.name for i in self.step_session.get_inputs()}
+
+    # ------------------------------------------------------------------ loading
+    @staticmethod
+    def _session(ort: Any, path: Path, so: Any, providers: Sequence[Any], spec: Any) -> Any:
+        if not path.is_file():
+            raise BundleError(f"graph file {path.name} is missing from {path.parent}", "re-export the bundle")
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
+        except Exception as exc:  # ORT raises several pybind11 types (InvalidProtobuf, Fail, ...)
+            raise BundleError(f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX "
+                              f"graph: {_one_line(exc)})", "re-export the bundle") from None
+        got_in = [i.name for i in sess.get_inputs()]
+        got_out = [o.name for o in sess.get_outputs()]
+        # an input the graph does not read may have been pruned by the exporter: it is skipped
+        if not set(got_in) <= set(spec.input_names) or not set(spec.output_names) <= set(got_out):
+            raise BundleError(f"{path.name} has inputs {got_in} and outputs {got_out}, the manifest "
+                              f"declares {spec.input_names} -> {spec.output_names}",
+                              "re-export the bundle (the graph and manifest.json do not belong together)")
+        return sess
+
+    def _ortvalue(self, array: np.ndarray) -> Any:
+        return self.ort.OrtValue.ortvalue_from_numpy(array, self.device, 0)
+
+    def _run(self, session: Any, binding: Any, what: str) -> list[Any]:
+        try:
+            session.run_with_iobinding(binding)
+        except Exception as exc:
+            raise BadInputError(f"ONNX Runtime failed running the {what} ({_one_line(exc)})",
+                                "check the inputs (token ids within the vocabulary, lengths >= 1)") from None
+        return list(binding.get_outputs())
+
+    # ------------------------------------------------------------------ protocol
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> None:
+        src = np.ascontiguousarray(src, dtype=np.int64)
+        src_lengths = np.ascontiguousarray(src_lengths, dtype=np.int64)
+        if src.ndim != 2 or src_lengths.shape != (src.shape[0],) or src.shape[0] == 0:
+            raise BadInputError(f"encode needs src [B,S] and src_lengths [B] (got {list(src.shape)} "
+                                f"and {list(src_lengths.shape)})", "pass a padded batch and its lengths")
+        if src_lengths.min() < 1 or src_lengths.max() > src.shape[1]:
+            raise BadInputError(f"source lengths must be within 1..{src.shape[1]} (got "
+                                f"{src_lengths.min()}..{src_lengths.max()})", "every source ends with EOS")
+        binding = self.encoder.io_binding()
+        inputs = {"src": self._ortvalue(src), "src_lengths": self._ortvalue(src_lengths)}
+        for name, value in inputs.items():
+            binding.bind_ortvalue_input(name, value)
+        names = self.io.encoder.output_names
+        for name in names:
+            binding.bind_output(name, self.device)
+        outs = dict(zip(names, self._run(self.encoder, binding, "encoder")))
+        self._static = {n: outs[n] for n in self.static_names}
+        self._static_host = {}
+        self._state = {n: outs[n] for n in self.state_names}
+        self._rows = src.shape[0]
+
+    def keep(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        for name, value in self._static.items():
+            host = self._static_host.get(name)
+            if host is None:
+                host = value.numpy()
+            host = np.ascontiguousarray(host[rows])
+            self._static_host[name] = host  # keeps the buffer the CPU OrtValue points to alive
+            self._static[name] = self._ortvalue(host)
+        self._rows = len(rows)
+
+    def step(self, tokens: np.ndarray, reorder: np.ndarray, full: bool = False,
+             attn: bool = False) -> StepResult:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        reorder = np.ascontiguousarray(reorder, dtype=np.int64)
+        if tokens.shape != (self._rows,) or reorder.shape != (self._rows,):
+            raise BadInputError(f"step needs tokens and reorder of {self._rows} rows (got "
+                                f"{tokens.shape} and {reorder.shape})", "call keep() when the batch changes")
+        b = self._binding
+        b.clear_binding_inputs()
+        b.clear_binding_outputs()
+        held = (self._ortvalue(tokens), self._ortvalue(reorder))
+        b.bind_ortvalue_input("tokens", held[0])
+        b.bind_ortvalue_input("reorder", held[1])
+        for name, value in (*self._static.items(), *self._state.items()):
+            if name in self._step_inputs:
+                b.bind_ortvalue_input(name, value)
+        names = ["topk_log_probs", "topk_ids", *(next_name(n) for n in self.state_names)]
+        if full:
+            names.append("log_probs")
+        if attn:
+            names.append("attn")
+        for name in names:
+            b.bind_output(name, self.device)
+        outs = dict(zip(names, self._run(self.step_session, b, "decoder step")))
+        self._state = {n: outs[next_name(n)] for n in self.state_names}
+        return StepResult(outs["topk_log_probs"].numpy(), outs["topk_ids"].numpy(),
+                          outs["log_probs"].numpy() if full else None,
+                          outs["attn"].numpy() if attn else None)
+
+
+def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, Path]:
+    """Paths of the encoder and step graphs of ``precision`` (``manifest.graphs``)."""
+    graphs = manifest.graphs.get(precision)
+    if not graphs:
+        have = ", ".join(sorted(manifest.graphs)) or "none"
+        raise ConfigError(f"the bundle has no {precision} graphs (it has: {have})",
+                          f"pass one of those precisions, or add {precision} graphs to the bundle")
+    try:
+        return Path(bundle_dir) / graphs["encoder"], Path(bundle_dir) / graphs["decoder_step"]
+    except (KeyError, TypeError):
+        raise BundleError(f"manifest.json lists no encoder/decoder_step for {precision}",
+                          "re-export the bundle") from None
+
+
+def load_backend(bundle_dir: Path, manifest: Any, precision: str = "fp32",
+                 intra_op_threads: int | None = None) -> OnnxRuntimeBackend:
+    """The CPU backend of a bundle (the ``Translator.load`` entry point)."""
+    encoder, step = graph_files(bundle_dir, manifest, precision)
+    return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads)
+
+
+__all__ = ["OnnxRuntimeBackend", "default_threads", "graph_files", "load_backend", "session_options"]

@@ -1,0 +1,282 @@
+"""Greedy and beam search over the ``Backend`` protocol (torch-free, written once for every backend).
+
+Semantics (docs/architecture.md; ``s2s_export.verify.reference`` implements them independently):
+
+* Length = number of generated tokens, EOS included. Per sentence the maximum length is
+  ``min(max_length, ceil(max_length_ratio * src_len))`` (``src_len`` counts the source's EOS;
+  at least 1). ``min_length`` = the least number of tokens before EOS: EOS is blocked while
+  fewer than ``min_length`` tokens were generated. ``no_repeat_ngram_size`` = n: a token that
+  would repeat an n-gram already in the hypothesis is blocked. Blocked = log-prob -inf; a
+  candidate scoring -inf is never selected.
+* Greedy: argmax each step; a row finishes at EOS (part of ids and score) or at its maximum
+  length; finished rows leave the batch.
+* Beam (HF-style, early stopping): one alive hypothesis per sentence at step 0, then ``beam``.
+  Every step ranks all (hypothesis, token) extensions by cumulative log-prob and walks down
+  the ranking: an EOS extension ranked within the first ``beam`` becomes a finished hypothesis
+  (score normalised by the length penalty), other EOS extensions are skipped, non-EOS
+  extensions fill the alive set up to ``beam``. A sentence is done with ``beam`` finished
+  hypotheses, at its maximum length (its alive hypotheses are then finished as they are), or
+  when nothing is left alive. Result: the ``n_best`` finished hypotheses with the best
+  normalised score, best first (ties: the order they finished in).
+* Length penalty (on finished hypotheses only): ``none``; ``gnmt`` ((5+len)/6)^alpha;
+  ``avg`` len^alpha. Reported score = cumulative log-prob / penalty (greedy too).
+
+Candidates: the exact walk needs each row's best ``beam + 1`` extensions (one of them may be
+EOS), so the top-K outputs of the step graph suffice when K >= beam + 1 (greedy: K >= 1). The
+full ``log_probs [B,V]`` are fetched instead when beam == K, when ``full_distribution`` is
+set, and on the steps where a feature masks tokens (``min_length``, ``no_repeat_ngram_size``).
+
+Batch layout: a batch is B sentences; beam search keeps ``beam`` rows (slots) per active
+sentence, a slot with nothing alive carries score -inf. Finished sentences leave the batch
+(``backend.keep``), so no step runs for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import ConfigError
+from ..vocab import BOS_ID, EOS_ID, PAD_ID
+from .backends.base import Backend, StepResult
+
+PENALTIES = ("none", "gnmt", "avg")
+
+
+class Result(NamedTuple):
+    """One finished hypothesis: ids (EOS included when produced), normalised score, and the
+    attention [len(ids), src_len] when asked."""
+
+    ids: list[int]
+    score: float
+    attention: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam_size: int = 1
+    n_best: int = 1
+    max_length: int = 200
+    max_length_ratio: float | None = None
+    min_length: int = 0
+    length_penalty: str = "none"
+    alpha: float = 0.0
+    no_repeat_ngram_size: int = 0
+    return_attention: bool = False
+    full_distribution: bool = False
+
+    def validate(self) -> "SearchOptions":
+        def bad(cond: bool, what: str, fix: str) -> None:
+            if cond:
+                raise ConfigError(what, fix)
+
+        bad(int(self.beam_size) < 1, f"beam_size must be >= 1 (got {self.beam_size})", "pass a beam of 1 or more")
+        bad(not 1 <= int(self.n_best) <= int(self.beam_size),
+            f"n_best {self.n_best} must be within 1..beam_size ({self.beam_size})",
+            "pass n_best <= beam_size (or a larger beam)")
+        bad(int(self.max_length) < 1, f"max_length must be >= 1 (got {self.max_length})", "pass a positive max_length")
+        bad(self.max_length_ratio is not None and not (math.isfinite(self.max_length_ratio)
+                                                       and self.max_length_ratio > 0),
+            f"max_length_ratio must be > 0 (got {self.max_length_ratio})", "pass a positive ratio or None")
+        bad(int(self.min_length) < 0, f"min_length must be >= 0 (got {self.min_length})", "pass 0 or more")
+        bad(self.length_penalty not in PENALTIES, f"length_penalty {self.length_penalty!r} is unknown",
+            f"use one of {PENALTIES}")
+        bad(not math.isfinite(self.alpha), f"alpha must be finite (got {self.alpha})", "pass a number like 0.6")
+        bad(int(self.no_repeat_ngram_size) < 0, f"no_repeat_ngram_size must be >= 0 (got "
+            f"{self.no_repeat_ngram_size})", "pass 0 (off) or an n-gram size")
+        return self
+
+    def max_lengths(self, src_lengths: np.ndarray) -> np.ndarray:
+        """[B] maximum output length of each sentence."""
+        out = np.full(len(src_lengths), int(self.max_length), dtype=np.int64)
+        if self.max_length_ratio is not None:
+            ratio = np.ceil(self.max_length_ratio * np.asarray(src_lengths, dtype=np.float64)).astype(np.int64)
+            out = np.minimum(out, np.maximum(ratio, 1))
+        return out
+
+    def penalty(self, length: int) -> float:
+        if self.length_penalty == "gnmt":
+            return ((5.0 + length) / 6.0) ** self.alpha
+        if self.length_penalty == "avg":
+            return float(length) ** self.alpha
+        return 1.0
+
+    def masks_at(self, t: int) -> bool:
+        """Whether a feature blocks tokens at step t (t tokens generated so far)."""
+        n = self.no_repeat_ngram_size
+        return t < self.min_length or (n > 0 and t >= n)
+
+    def full_path(self, topk: int) -> bool:
+        """Whether every step needs the full log_probs (raise when the search cannot be exact)."""
+        beam = self.beam_size
+        if self.full_distribution or (beam > 1 and topk == beam):
+            return True
+        if topk >= (1 if beam == 1 else beam + 1):
+            return False
+        raise ConfigError(f"beam_size {beam} exceeds the bundle's top-K ({topk})",
+                          f"re-export with --topk {beam + 1}, or pass full_distribution=True to search "
+                          "over log_probs")
+
+
+def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.ndarray:
+    """log_probs [R,V] with blocked tokens at -inf (a copy); hist [R,t] generated so far."""
+    lp = np.array(log_probs, dtype=np.float32, copy=True)
+    R, t = hist.shape
+    if t < opts.min_length:
+        lp[:, EOS_ID] = -np.inf
+    n = opts.no_repeat_ngram_size
+    if n > 0 and t >= n:
+        grams = sliding_window_view(hist, n, axis=1)  # [R, t-n+1, n]
+        hit = (grams[:, :, :-1] == hist[:, None, t - n + 1:]).all(axis=2)  # [R, t-n+1]
+        r, w = np.nonzero(hit)
+        lp[r, grams[r, w, -1]] = -np.inf
+    return lp
+
+
+def candidates(res: StepResult, full: bool, C: int, hist: np.ndarray, opts: SearchOptions
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best C extensions: (log-probs [R,C'] float64, ids [R,C'] int64), C' <= C."""
+    if not full:
+        return res.topk_log_probs[:, :C].astype(np.float64), res.topk_ids[:, :C]
+    assert res.log_probs is not None
+    lp = masked(res.log_probs, hist, opts)
+    V = lp.shape[1]
+    ids = (np.broadcast_to(np.arange(V), lp.shape) if C >= V
+           else np.argpartition(-lp, C - 1, axis=1)[:, :C])
+    return np.take_along_axis(lp, ids, 1).astype(np.float64), np.ascontiguousarray(ids)
+
+
+def _attention(hist: np.ndarray | None, row: Any, src_len: int) -> np.ndarray | None:
+    return None if hist is None else hist[row, :, :src_len].copy()
+
+
+def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
+                  opts: SearchOptions) -> list[list[Result]]:
+    """src [B,S] int64 (padded), src_lengths [B] -> one [Result] per sentence."""
+    always_full = opts.validate().full_path(backend.topk)
+    B = len(src_lengths)
+    max_len = opts.max_lengths(src_lengths)
+    backend.encode(src, src_lengths)
+    rows = np.arange(B)  # sentence of each row
+    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    hist = np.zeros((B, 0), dtype=np.int64)  # [R,t] generated ids
+    score = np.zeros(B)
+    attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
+    results: list[list[Result]] = [[] for _ in range(B)]
+    for t in range(int(max_len.max())):
+        full = always_full or opts.masks_at(t)
+        res = backend.step(tokens, reorder, full=full, attn=opts.return_attention)
+        if full:
+            lp = masked(res.log_probs, hist, opts)  # type: ignore[arg-type]
+            tok = lp.argmax(axis=1)
+            tok_lp = lp[np.arange(len(tok)), tok]
+        else:
+            tok, tok_lp = res.topk_ids[:, 0], res.topk_log_probs[:, 0]
+        score = score + tok_lp
+        hist = np.concatenate([hist, tok[:, None]], axis=1)
+        if attn is not None:
+            attn = np.concatenate([attn, res.attn[:, None]], axis=1)  # type: ignore[index]
+        done = (tok == EOS_ID) | (t + 1 >= max_len[rows])
+        for i in np.flatnonzero(done):
+            s = rows[i]
+            results[s] = [Result(hist[i].tolist(), float(score[i]) / opts.penalty(t + 1),
+                                 _attention(attn, i, int(src_lengths[s])))]
+        live = np.flatnonzero(~done)
+        if live.size == 0:
+            break
+        tokens, reorder = tok[live], live
+        if live.size < len(rows):  # finished rows leave the batch
+            backend.keep(live)
+            rows, hist, score = rows[live], hist[live], score[live]
+            attn = None if attn is None else attn[live]
+    return results
+
+
+def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, W: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank each sentence's extensions, best first: cumulative scores [n, width*C] (C = lp's
+    columns), their token ids and source rows (rows of this step's batch); padded with -inf
+    to at least W columns (a tiny vocabulary can offer fewer candidates)."""
+    C = lp.shape[1]
+    cand = (cum[:, None] + lp).reshape(n, width * C)
+    order = np.argsort(-cand, axis=1, kind="stable")
+    cand = np.take_along_axis(cand, order, 1)
+    cand_ids = np.take_along_axis(ids.reshape(n, width * C), order, 1)
+    cand_rows = order // C + (np.arange(n) * width)[:, None]
+    if cand.shape[1] < W:
+        pad = ((0, 0), (0, W - cand.shape[1]))
+        cand = np.pad(cand, pad, constant_values=-np.inf)
+        cand_ids = np.pad(cand_ids, pad, constant_values=PAD_ID)
+        cand_rows = np.pad(cand_rows, pad, mode="edge")  # a row of the same sentence
+    return cand, cand_ids, cand_rows
+
+
+def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
+                opts: SearchOptions) -> list[list[Result]]:
+    """src [B,S] int64 (padded), src_lengths [B] -> per sentence up to n_best Results, best first."""
+    always_full = opts.validate().full_path(backend.topk)
+    B, W = len(src_lengths), opts.beam_size
+    max_len = opts.max_lengths(src_lengths)
+    backend.encode(src, src_lengths)
+    sent, width = np.arange(B), 1  # active sentences; rows per active sentence (1 at step 0)
+    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    cum = np.zeros(B)  # [R] cumulative log-prob of each row's hypothesis (-inf: empty slot)
+    hist = np.zeros((B, 0), dtype=np.int64)  # [R,t]
+    attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
+    finished: list[list[Result]] = [[] for _ in range(B)]
+    n_finished = np.zeros(B, dtype=np.int64)
+    for t in range(int(max_len.max())):
+        full = always_full or opts.masks_at(t)
+        res = backend.step(tokens, reorder, full=full, attn=opts.return_attention)
+        lp, ids = candidates(res, full, W + 1, hist, opts)  # [R,C] each
+        cand, cand_ids, cand_rows = _rank(cum, lp, ids, len(sent), width, W)  # [n, >=W] each
+        ok, eos = np.isfinite(cand), cand_ids == EOS_ID
+        fin = eos & ok & (np.arange(cand.shape[1]) < W)  # EOS ranked within the first W
+        alive = ~eos & ok
+        alive &= np.cumsum(alive, axis=1) <= W  # the first W non-EOS extensions
+        pick = np.argsort(~alive, axis=1, kind="stable")[:, :W]  # alive first, then filler slots
+        new_ok = np.take_along_axis(alive, pick, 1)  # [n,W]
+        new_rows = np.take_along_axis(cand_rows, pick, 1).ravel()  # [n*W]
+        new_ids = np.take_along_axis(cand_ids, pick, 1).ravel()
+        new_cum = np.where(new_ok, np.take_along_axis(cand, pick, 1), -np.inf).ravel()
+        length = t + 1
+        n_finished[sent] += fin.sum(axis=1)
+        for i, j in zip(*np.nonzero(fin)):  # bookkeeping of finished hypotheses (few per step)
+            r, s = cand_rows[i, j], sent[i]
+            a = None if attn is None else np.concatenate([attn[r], res.attn[r][None]])  # type: ignore[index]
+            finished[s].append(Result(hist[r].tolist() + [EOS_ID], float(cand[i, j]) / opts.penalty(length),
+                                      None if a is None else a[:, :src_lengths[s]]))
+        hist = np.concatenate([hist[new_rows], new_ids[:, None]], axis=1)
+        if attn is not None:
+            attn = np.concatenate([attn[new_rows], res.attn[new_rows][:, None]], axis=1)  # type: ignore[index]
+        at_max = length >= max_len[sent]
+        for i in np.flatnonzero(at_max):  # out of length: alive hypotheses finish as they are
+            for k in np.flatnonzero(new_ok[i]):
+                r = i * W + k
+                finished[sent[i]].append(Result(hist[r].tolist(), float(new_cum[r]) / opts.penalty(length),
+                                                _attention(attn, r, int(src_lengths[sent[i]]))))
+        done = at_max | (n_finished[sent] >= W) | ~new_ok.any(axis=1)
+        live = np.flatnonzero(~done)
+        if live.size == 0:
+            break
+        keep = (live[:, None] * W + np.arange(W)).ravel()  # rows of the next batch
+        tokens, reorder, cum, hist = new_ids[keep], new_rows[keep], new_cum[keep], hist[keep]
+        attn = None if attn is None else attn[keep]
+        if live.size < len(sent) or width != W:  # layout changed: static follows the rows
+            backend.keep(reorder)
+        sent, width = sent[live], W
+    return [sorted(f, key=lambda h: -h.score)[: opts.n_best] for f in finished]
+
+
+def search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
+           opts: SearchOptions) -> list[list[Result]]:
+    """Greedy for beam_size 1 (the same result as a beam of 1), beam search otherwise."""
+    return (greedy_search if opts.beam_size == 1 else beam_search)(backend, src, src_lengths, opts)
+
+
+__all__ = ["PENALTIES", "Result", "SearchOptions", "beam_search", "candidates", "greedy_search",
+           "masked", "search"]

@@ -1,0 +1,153 @@
+"""The PyTorch reference search: greedy and beam search on the PyTorch model itself.
+
+Written independently from ``s2s_export.runtime.search`` (different code: one sentence at a
+time, plain Python loops over hypotheses, the full log-probs of ``model.decode_step`` at every
+step, no top-K shortcut, no batch bookkeeping), following the semantics of
+docs/architecture.md, so that a bug in one cannot hide in both:
+
+* length = generated tokens, EOS included; maximum length per sentence
+  ``min(max_length, ceil(max_length_ratio * len(src)))`` (at least 1); EOS is blocked
+  (-inf) while fewer than ``min_length`` tokens were generated; ``no_repeat_ngram_size`` n
+  blocks a token that would repeat an n-gram of the hypothesis; -inf candidates never count;
+* greedy: argmax until EOS or the maximum length;
+* beam (HF-style, early stopping): rank all (hypothesis, token) extensions; EOS ranked within
+  the first ``beam`` finishes a hypothesis, other EOS are skipped, non-EOS fill ``beam`` alive;
+  done with ``beam`` finished, at the maximum length (alive ones finish as they are) or with
+  nothing alive; the ``n_best`` best by score / length penalty (``gnmt`` ((5+len)/6)^alpha,
+  ``avg`` len^alpha).
+
+``src_ids`` are complete sources as the model sees them (ending with EOS).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def _penalty(kind: str, alpha: float, length: int) -> float:
+    if kind == "gnmt":
+        return ((5.0 + length) / 6.0) ** alpha
+    if kind == "avg":
+        return float(length) ** alpha
+    if kind == "none":
+        return 1.0
+    raise ValueError(f"unknown length penalty {kind!r}")
+
+
+def _block(log_probs: Tensor, generated: list[int], eos: int, min_length: int, ngram: int) -> Tensor:
+    """log_probs [V] of one hypothesis with blocked tokens at -inf (a copy)."""
+    lp = log_probs.clone()
+    if len(generated) < min_length:
+        lp[eos] = float("-inf")
+    if ngram > 0 and len(generated) >= ngram:
+        tail = generated[len(generated) - ngram + 1:]
+        for i in range(len(generated) - ngram + 1):
+            if generated[i:i + ngram - 1] == tail:
+                lp[generated[i + ngram - 1]] = float("-inf")
+    return lp
+
+
+def _rows(tensors: dict[str, Tensor], index: list[int]) -> dict[str, Tensor]:
+    idx = torch.tensor(index, dtype=torch.long)
+    return {k: v.index_select(0, idx) for k, v in tensors.items()}
+
+
+def _greedy(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit: int,
+            min_length: int, ngram: int, penalty: Any) -> list[tuple[Any, ...]]:
+    eos = int(model.eos_id)
+    generated: list[int] = []
+    attention: list[Tensor] = []
+    total = 0.0
+    token = int(model.bos_id)
+    while len(generated) < limit:
+        log_probs, state, attn = model.decode_step(torch.tensor([token]), static, state)
+        lp = _block(log_probs[0], generated, eos, min_length, ngram)
+        token = int(torch.argmax(lp))
+        total += float(lp[token])
+        generated.append(token)
+        attention.append(attn[0])
+        if token == eos:
+            break
+    return [(generated, total / penalty(len(generated)), torch.stack(attention))]
+
+
+def _beam(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit: int, beam: int,
+          min_length: int, ngram: int, penalty: Any, n_best: int) -> list[tuple[Any, ...]]:
+    eos, bos = int(model.eos_id), int(model.bos_id)
+    # alive: (generated ids, cumulative log-prob, row in `state`, attention rows)
+    alive: list[tuple[list[int], float, int, list[Tensor]]] = [([], 0.0, 0, [])]
+    finished: list[tuple[list[int], float, Tensor]] = []
+    for step in range(limit):
+        n = len(alive)
+        tokens = torch.tensor([h[0][-1] if h[0] else bos for h in alive])
+        state = _rows(state, [h[2] for h in alive])
+        log_probs, state, attn = model.decode_step(tokens, _rows(static, [0] * n), state)
+        V = log_probs.size(1)
+        scores = torch.stack([h[1] + _block(log_probs[i], h[0], eos, min_length, ngram).double()
+                              for i, h in enumerate(alive)])  # [n,V] float64
+        flat = scores.flatten()
+        ranking = torch.argsort(flat, descending=True, stable=True).tolist()
+        next_alive: list[tuple[list[int], float, int, list[Tensor]]] = []
+        for rank, index in enumerate(ranking):
+            score = float(flat[index])
+            if score == float("-inf"):
+                break
+            h, token = divmod(index, V)
+            ids, _, _, att = alive[h]
+            if token == eos:
+                if rank < beam:
+                    finished.append((ids + [eos], score / penalty(step + 1), torch.stack(att + [attn[h]])))
+                continue
+            next_alive.append((ids + [token], score, h, att + [attn[h]]))
+            if len(next_alive) == beam:
+                break
+        if step + 1 >= limit:
+            finished += [(ids, score / penalty(step + 1), torch.stack(att)) for ids, score, _, att in next_alive]
+            break
+        if len(finished) >= beam or not next_alive:
+            break
+        alive = next_alive
+    finished.sort(key=lambda f: -f[1])
+    return finished[:n_best]
+
+
+def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, max_length: int = 200,
+                     max_length_ratio: float | None = None, min_length: int = 0, length_penalty: str = "none",
+                     alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,
+                     return_attention: bool = False) -> list[list[tuple[Any, ...]]]:
+    """Per source: up to ``n_best`` ``(ids, score)`` best first (``(ids, score, attn [T,S])``
+    with ``return_attention``). ``beam_size`` 1 is greedy. ``model``: an ``nn.Module``
+    implementing the decoding contract (run in eval mode, its mode restored after)."""
+    if beam_size < 1 or not 1 <= n_best <= beam_size:
+        raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size (got {beam_size}, {n_best})")
+
+    def penalty(length: int) -> float:
+        return _penalty(length_penalty, alpha, length)
+
+    was_training = model.training
+    model.eval()
+    out: list[list[tuple[Any, ...]]] = []
+    try:
+        with torch.no_grad():
+            for ids in src_ids:
+                limit = max_length
+                if max_length_ratio is not None:
+                    limit = min(max_length, max(1, math.ceil(max_length_ratio * len(ids))))
+                static, state = model.encode(torch.tensor([ids], dtype=torch.long),
+                                             torch.tensor([len(ids)], dtype=torch.long))
+                if beam_size == 1:
+                    hyps = _greedy(model, static, state, limit, min_length, no_repeat_ngram_size, penalty)
+                else:
+                    hyps = _beam(model, static, state, limit, beam_size, min_length, no_repeat_ngram_size,
+                                 penalty, n_best)
+                out.append([(h[0], h[1], h[2].numpy()) if return_attention else (h[0], h[1]) for h in hyps])
+    finally:
+        model.train(was_training)
+    return out
+
+
+__all__ = ["reference_search"]
