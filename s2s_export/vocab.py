@@ -19,6 +19,18 @@ Tokenizer = Literal["char", "word"]
 TOKENIZERS = ("char", "word")
 
 
+def tokenizer_kinds(spec: str) -> tuple[str, str]:
+    """Source and target tokenizer of a spec: ``"char"``, ``"word"`` (both sides) or
+    ``"SRC:TGT"`` (e.g. ``"char:word"`` for g2p: letters in, space-separated phonemes out)."""
+    src, _, tgt = str(spec).partition(":")
+    tgt = tgt or src
+    for kind in (src, tgt):
+        if kind not in TOKENIZERS:
+            raise BadInputError(f"tokenizer {spec!r} is unknown",
+                                f"use one of {TOKENIZERS} or 'SRC:TGT' such as 'char:word'")
+    return src, tgt
+
+
 def tokenize(text: str, kind: str) -> list[str]:
     """``char``: every non-space character (spaces dropped); ``word``: whitespace split."""
     if kind == "char":

@@ -31,9 +31,9 @@ from torch import nn
 
 from .. import __version__
 from ..bundle import Manifest, atomic_dir
-from ..errors import UnsupportedError, UsageError
+from ..errors import BadInputError, UnsupportedError, UsageError
 from ..graphio import BundleIO
-from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, TOKENIZERS, UNK_ID, Vocab
+from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds
 from . import parity as parity_mod
 from .onnx import EXPORTER, MIN_OPSET, export_graph
 from .spec import EXAMPLE, discover, make_sources
@@ -192,8 +192,10 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     _check_args(opset, topk, max_batch, max_src_len)
     src = _resolve(model_or_path, trust_pickle)
     tokenizer = tokenizer or src.tokenizer
-    if tokenizer not in TOKENIZERS:
-        raise UsageError(f"unknown tokenizer {tokenizer!r}", f"use one of {TOKENIZERS}")
+    try:
+        tokenizer_kinds(tokenizer)
+    except BadInputError as exc:
+        raise UsageError(exc.problems) from None
     model = src.model
     specials = _check_specials(model)
     src_tokens = _tokens(src_vocab, "source") or src.src_vocab

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from ..vocab import BOS_ID, EOS_ID, PAD_ID, TOKENIZERS, UNK_ID, Vocab
+from ..errors import BadInputError, CheckpointError
+from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
 
@@ -33,7 +33,7 @@ class Checkpoint:
     model: Seq2Seq
     src_vocab: Vocab
     tgt_vocab: Vocab
-    tokenizer: str = "char"
+    tokenizer: str = "char"  # "char", "word" or "SRC:TGT" (vocab.tokenizer_kinds)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,8 +100,10 @@ def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
             f"do not match the vocabularies ({len(src_vocab)}, {len(tgt_vocab)})",
             "save the checkpoint with the vocabularies it was trained with")
     tokenizer = data.get("tokenizer", "char")
-    if tokenizer not in TOKENIZERS:
-        raise CheckpointError(f"{path}: unknown tokenizer {tokenizer!r}", f"use one of {TOKENIZERS}")
+    try:
+        tokenizer_kinds(tokenizer)
+    except BadInputError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     model = Seq2Seq(config)
     try:
         model.load_state_dict(data["state_dict"], strict=True)
