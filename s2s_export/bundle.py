@@ -41,6 +41,29 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _check_name(name: object) -> None:
+    """A bundle file name: a relative path inside the bundle (no absolute path, no ``..``)."""
+    if not isinstance(name, str) or not name or name == MANIFEST:
+        raise BundleError(f"manifest.json names an invalid bundle file {name!r}", "re-export the bundle")
+    if Path(name).is_absolute() or "\\" in name or ".." in Path(name).parts:
+        raise BundleError(f"manifest.json names a file outside the bundle ({name!r})",
+                          "re-export the bundle; never load a bundle whose manifest points elsewhere")
+
+
+def _check_file_tables(d: dict[str, Any]) -> None:
+    """Types of ``files``/``graphs``/``engines`` and every file name they hold (BundleError)."""
+    files, graphs, engines = d.get("files", {}), d.get("graphs", {}), d.get("engines", [])
+    ok = (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+          and isinstance(graphs, dict) and all(isinstance(g, dict) for g in graphs.values())
+          and isinstance(engines, list) and all(isinstance(e, dict) for e in engines))
+    if not ok:
+        raise BundleError("manifest.json is malformed (files, graphs or engines has the wrong type)",
+                          "re-export the bundle with s2s-export")
+    for name in [*files, *(f for g in graphs.values() for f in g.values()),
+                 *(e["file"] for e in engines if "file" in e)]:
+        _check_name(name)
+
+
 @dataclass
 class Manifest:
     """Everything the runtime needs to know about a bundle (``manifest.json``)."""
@@ -59,6 +82,7 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     engines: list[dict[str, Any]] = field(default_factory=list)
+    trt_compat: list[str] = field(default_factory=list)  # TensorRT-compatibility problems found
     format_version: int = FORMAT_VERSION
 
     @property
@@ -72,7 +96,7 @@ class Manifest:
             "tokenizer": self.tokenizer, "io": self.io.to_dict(), "topk": self.topk,
             "opset": self.opset, "max_batch": self.max_batch, "max_src_len": self.max_src_len,
             "graphs": self.graphs, "files": self.files, "versions": self.versions,
-            "parity": self.parity, "engines": self.engines,
+            "parity": self.parity, "engines": self.engines, "trt_compat": self.trt_compat,
         }
 
     @classmethod
@@ -84,6 +108,7 @@ class Manifest:
             raise BundleError(
                 f"bundle format version {version} is newer than this s2s-export reads ({FORMAT_VERSION})",
                 "upgrade s2s-export (pip install -U s2s-export) or re-export with this version")
+        _check_file_tables(d)
         try:
             return cls(
                 model_config=d["model_config"], src_vocab=list(d["src_vocab"]),
@@ -91,7 +116,8 @@ class Manifest:
                 tokenizer=d["tokenizer"], io=BundleIO.from_dict(d["io"]), opset=int(d["opset"]),
                 max_batch=int(d["max_batch"]), max_src_len=int(d["max_src_len"]),
                 graphs=d.get("graphs", {}), files=d.get("files", {}), versions=d.get("versions", {}),
-                parity=d.get("parity", {}), engines=d.get("engines", []), format_version=version)
+                parity=d.get("parity", {}), engines=d.get("engines", []),
+                trt_compat=list(d.get("trt_compat", [])), format_version=version)
         except (KeyError, TypeError, ValueError, StopIteration) as exc:
             raise BundleError(f"manifest.json is malformed ({type(exc).__name__}: {exc})",
                               "re-export the bundle with s2s-export") from None
@@ -109,6 +135,9 @@ class Manifest:
 def load_manifest(directory: str | os.PathLike[str], verify: bool = True) -> Manifest:
     """Read ``directory/manifest.json``; with ``verify`` check every file's sha256."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise BundleError(f"{directory} is a file, not a bundle directory",
+                          "pass the directory written by s2s-export (checkpoints go to s2s-export)")
     if not directory.is_dir():
         raise BundleError(f"bundle directory {directory} does not exist",
                           "pass the directory written by s2s-export")
@@ -123,6 +152,13 @@ def load_manifest(directory: str | os.PathLike[str], verify: bool = True) -> Man
         raise BundleError(f"{path} is not a manifest object", "re-export the bundle")
     manifest = Manifest.from_dict(data)
     if verify:
+        hashed = set(manifest.files)
+        used = [f for g in manifest.graphs.values() for f in g.values()]
+        used += [e["file"] for e in manifest.engines if "file" in e]
+        for name in used:
+            if name not in hashed:
+                raise BundleError(f"bundle file {name} has no sha256 in the manifest (modified manifest)",
+                                  "re-export the bundle")
         for name, digest in manifest.files.items():
             f = directory / name
             if not f.is_file():
@@ -142,11 +178,11 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     bundle: quantize, build-engines). On any exception (KeyboardInterrupt included) the temporary
     directory is removed and ``target`` is left as it was."""
     target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"output {target} exists and is not a directory", "choose another -o")
     if target.exists() and not force and copy_from is None:
         raise OutputExistsError(f"output directory {target} already exists",
                                 "pass --force to replace it, or choose another -o")
-    if target.exists() and not target.is_dir():
-        raise OutputExistsError(f"output {target} exists and is not a directory", "choose another -o")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -157,20 +193,26 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     except OSError as exc:
         raise BundleError(f"cannot write to {parent} ({exc.strerror})",
                           "choose a writable output directory") from None
+    old: Path | None = None
+    committed = False
     try:
         if copy_from is not None:
             shutil.copytree(copy_from, tmp, dirs_exist_ok=True)
         yield tmp
-        old = None
         if target.exists():
-            old = parent / f".{target.name}.old-{os.getpid()}"
+            old = parent / tmp.name.replace(".tmp-", ".old-", 1)  # unique, like tmp
             os.replace(target, old)
         os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        committed = True
     except BaseException as exc:
+        # interrupted between the two renames: put the previous bundle back
+        if old is not None and old.exists() and not target.exists():
+            os.replace(old, target)
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             raise BundleError(f"writing {target} failed ({exc.strerror or exc}); nothing was changed",
                               "free disk space or choose a writable output directory") from None
         raise
+    finally:
+        if committed and old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -116,10 +116,14 @@ def test_trt_writes_the_bundle_then_exits_2(model_pt: Path, tmp_path: Path, caps
     code, out, err = run("s2s-export", [str(model_pt), "-o", str(out_dir), "--trt", "--no-verify"],
                          capsys, monkeypatch)
     assert code == 2
-    lines = err.splitlines()
-    assert len(lines) == 1 and "TensorRT" in lines[0] and f"written to {out_dir}" in lines[0]
-    m = load_manifest(out_dir)  # the ONNX bundle is complete and verified by hash
-    assert m.graphs == {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}}
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines and "TensorRT" in lines[0]  # what is missing ...
+    assert f"s2s build-engines {out_dir}" in lines[-1]  # ... and how to build engines on the target
+    assert "Traceback" not in err
+    m = load_manifest(out_dir)  # the ONNX + FP16 bundle is complete and verified by hash
+    assert m.graphs["fp32"] == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    assert m.graphs["fp16"] == {"encoder": "encoder.fp16.onnx", "decoder_step": "decoder_step.fp16.onnx"}
+    assert m.engines == []
 
 
 def test_parity_failure_exits_3(model_pt: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

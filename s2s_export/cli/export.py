@@ -65,6 +65,7 @@ def export(
     max_batch: int = typer.Option(64, "--max-batch", help="largest batch (rows) for engine profiles"),
     max_src_len: int = typer.Option(256, "--max-src-len", help="longest source for engine profiles"),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="check parity with ONNX Runtime"),
+    int8: bool = typer.Option(False, "--int8", help="also add dynamic INT8 graphs for the CPU"),
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
@@ -74,11 +75,13 @@ def export(
 
     out = output if output is not None else model.with_name(f"{model.stem}_bundle")
     bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
-                          verify=verify, force=force, trust_pickle=trust_pickle, trt=trt)
+                          verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt)
     files = sorted(bundle.manifest.files) + ["manifest.json"]
     typer.echo(f"wrote {bundle.path}")
     for line in summary_lines(bundle.path, files, bundle.parity):
         typer.echo(line)
+    for problem in bundle.manifest.trt_compat:
+        typer.echo(f"warning: TensorRT compatibility: {problem}", err=True)
 
 
 def main() -> None:

@@ -89,7 +89,12 @@ def _module_config(model: nn.Module) -> dict[str, Any]:
 def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bool) -> _Source:
     if isinstance(model_or_path, (str, os.PathLike)):
         from ..models import load_checkpoint
+        from ..models.checkpoint import read_file
 
+        if trust_pickle:  # opted in: a whole pickled module exports like an nn.Module
+            obj = read_file(model_or_path, trust_pickle=True)
+            if isinstance(obj, nn.Module):
+                return _resolve(obj, trust_pickle)
         ckpt = load_checkpoint(model_or_path, trust_pickle=trust_pickle)
         return _Source(ckpt.model, ckpt.config.to_dict(), list(ckpt.src_vocab.tokens),
                        list(ckpt.tgt_vocab.tokens), ckpt.tokenizer)
@@ -178,16 +183,18 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
                  opset: int = 17, topk: int = 8, max_batch: int = 64, max_src_len: int = 256,
                  verify: bool = True, force: bool = False,
                  src_vocab: Sequence[str] | Vocab | None = None, tgt_vocab: Sequence[str] | Vocab | None = None,
-                 tokenizer: str | None = None, trust_pickle: bool = False, trt: bool = False) -> Bundle:
+                 tokenizer: str | None = None, trust_pickle: bool = False, int8: bool = False,
+                 trt: bool = False) -> Bundle:
     """Export ``model_or_path`` to the bundle directory ``out_dir`` and return it.
 
     ``topk``: K of the step's ``topk_log_probs``/``topk_ids`` (clipped to the target vocabulary
     size). ``max_batch``/``max_src_len``: recorded for engine profiles; they also cap the parity
     set. ``verify``: parity check (raises ``ParityError``, nothing written). ``force``: replace an
     existing ``out_dir`` (only on success). ``tokenizer``: default the checkpoint's, else
-    ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``trt``: then make the
-    FP16 graphs and TensorRT engines (not available yet: raises ``UnsupportedError`` after the
-    ONNX bundle is written).
+    ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add dynamic INT8
+    graphs for the CPU (``s2s_export.int8``). ``trt``: then add the
+    FP16 graphs and TensorRT engines (``add_tensorrt``; without TensorRT or a GPU it raises
+    ``UnsupportedError`` after the ONNX and FP16 bundle is written).
     """
     _check_args(opset, topk, max_batch, max_src_len)
     src = _resolve(model_or_path, trust_pickle)
@@ -225,12 +232,19 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
             graphs={"fp32": dict(FP32_GRAPHS)}, versions=versions())
         with atomic_dir(out_dir, force=force) as tmp:
             _write(tmp, model, contract.static_names, contract.state_names, io, manifest, src_size, opset)
+            manifest.trt_compat = _trt_compat(tmp)
             if verify:
                 manifest.parity = _verify(tmp, model, io, src_size, max_batch, max_src_len)
                 manifest.save(tmp)
     finally:
         model.train(was_training)
     bundle = Bundle(Path(out_dir).absolute(), manifest, manifest.parity)
+    if int8:
+        from ..bundle import load_manifest
+        from ..int8 import quantize_bundle
+
+        quantize_bundle(bundle.path)
+        bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity)
     if trt:
         bundle = add_tensorrt(bundle)
     return bundle
@@ -262,14 +276,23 @@ def _verify(tmp: Path, model: nn.Module, io: BundleIO, src_size: int, max_batch:
 
 
 def add_tensorrt(bundle: Bundle) -> Bundle:
-    """Hook of the TensorRT path (``--trt``): the one place where the mixed-precision FP16 graphs
-    (``s2s_export.fp16``) and the TensorRT engines (``s2s_export.tensorrt``) are added to a
-    written bundle, atomically (``atomic_dir(bundle.path, copy_from=bundle.path)``), recording
-    ``graphs["fp16"]`` and ``engines`` in the manifest. Not implemented yet."""
-    raise UnsupportedError(
-        f"TensorRT engines cannot be built yet; the ONNX bundle was written to {bundle.path}",
-        "use the bundle with ONNX Runtime (drop --trt), or build engines on the target once "
-        "TensorRT support lands")
+    """Hook of the TensorRT path (``--trt``): adds the mixed-precision FP16 graphs and, where this
+    machine has TensorRT and a GPU, the engines to a written bundle, atomically. Without them the
+    bundle keeps its ONNX and FP16 graphs and ``UnsupportedError`` (exit 2) says how to build the
+    engines on the target (``s2s build-engines``)."""
+    from ..bundle import load_manifest
+    from ..tensorrt.builder import add_tensorrt as _add
+
+    _add(bundle.path)
+    manifest = load_manifest(bundle.path)
+    return Bundle(bundle.path, manifest, manifest.parity)
+
+
+def _trt_compat(tmp: Path) -> list[str]:
+    """TensorRT-compatibility problems of the fp32 graphs (checked on any machine at export)."""
+    from ..tensorrt.compat import check_trt_compat
+
+    return [str(p) for name in FP32_GRAPHS.values() for p in check_trt_compat(tmp / name, name=name)]
 
 
 __all__ = ["Bundle", "export_model", "add_tensorrt", "placeholder_vocab", "versions"]
