@@ -150,4 +150,27 @@ def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, m
     return out
 
 
-__all__ = ["reference_search"]
+def forced_log_probs(model: Any, src_ids: list[int], out_ids: list[int]) -> Any:
+    """PyTorch's log-probs along a given output: row t [V] is the distribution of token t given
+    ``out_ids[:t]`` (BOS first), float32 numpy [len(out_ids), V]. Scores an output of another
+    decoder under the PyTorch model (``s2s verify``: margins at a divergence)."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        with torch.no_grad():
+            static, state = model.encode(torch.tensor([src_ids], dtype=torch.long),
+                                         torch.tensor([len(src_ids)], dtype=torch.long))
+            token = int(model.bos_id)
+            for next_token in out_ids:
+                log_probs, state, _ = model.decode_step(torch.tensor([token]), static, state)
+                rows.append(log_probs[0].float())
+                token = int(next_token)
+    finally:
+        model.train(was_training)
+    if not rows:
+        return torch.zeros(0, 0).numpy()
+    return torch.stack(rows).numpy()
+
+
+__all__ = ["forced_log_probs", "reference_search"]

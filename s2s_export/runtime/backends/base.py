@@ -10,6 +10,10 @@ A backend owns the decoder state between steps; the search only ever sees small 
 * ``step(tokens [B'], reorder [B'], full, attn)`` first gathers ``state[reorder]`` (rows of the
   previous state), then runs one decoder step; the updated state stays inside the backend.
   ``len(tokens)`` must equal the current number of static rows.
+
+One optional method serves verification only (``s2s verify``; the search never calls it):
+``state() -> {name: array}``, host copies of the current state tensors (see ``StateAccess``).
+A backend without it is still a ``Backend``; verify then skips the state comparisons.
 """
 
 from __future__ import annotations
@@ -53,4 +57,15 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend", "StepResult"]
+@runtime_checkable
+class StateAccess(Protocol):
+    """The optional debug/verification method of a backend (never used by the search)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Host copies of the current state tensors by state name, in the bundle's order:
+        after ``encode`` the encoder's initial state, after ``step`` the step's ``next_<state>``
+        outputs ([B', ...] each, B' = rows of the last call)."""
+        ...
+
+
+__all__ = ["Backend", "StateAccess", "StepResult"]

@@ -172,6 +172,10 @@ class OnnxRuntimeBackend:
                           outs["log_probs"].numpy() if full else None,
                           outs["attn"].numpy() if attn else None)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Host copies of the current state tensors (``StateAccess``: verification only)."""
+        return {n: np.array(self._state[n].numpy(), copy=True) for n in self.state_names}
+
 
 def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, Path]:
     """Paths of the encoder and step graphs of ``precision`` (``manifest.graphs``)."""

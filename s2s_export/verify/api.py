@@ -1,0 +1,196 @@
+"""``verify_bundle``: a bundle against the PyTorch model it was exported from.
+
+    from s2s_export.verify import verify_bundle, inputs
+    result = verify_bundle("bundle", model, inputs.from_task("reverse", ...), precision="int8")
+    result.passed, result.report            # JSON-able report (``s2s verify --report``)
+    result.raise_on_failure()               # ParityError (exit 3) naming every failure
+
+Runs, on the same sentences: PyTorch's greedy reference search; the teacher-forced per-step
+check on its trajectories (``stepwise``); the free-running greedy and (``beam_size`` > 1) beam
+comparisons with quality metrics (``freerun``). Tolerances: ``tolerances.defaults(precision)``
+unless given. The bundle runs through the runtime (``Translator``, any backend), the model in
+PyTorch (CPU, float32, eval mode) with one thread while verifying (ONNX Runtime gets one
+intra-op thread by default: on small machines two thread pools slow each other down).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInputError, ParityError, Problem, UsageError
+from .compare import QUANTILE, REL_FLOOR
+from .inputs import VerifyInputs
+from .tolerances import Tolerances, defaults
+
+FIX = ("the report (--html) shows where the bundle leaves PyTorch; re-export the bundle, or loosen "
+       "--atol/--rtol/--tol/--min-exact for fp16/int8 figures you accept")
+
+
+@dataclass
+class VerifyResult:
+    """The JSON-able report and, for the HTML report, the attention of one example."""
+
+    report: dict[str, Any]
+    example: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+    def problems(self) -> list[Problem]:
+        return [Problem(p, FIX) for p in self.report["failures"]]
+
+    def raise_on_failure(self) -> None:
+        if not self.passed:
+            raise ParityError(self.problems())
+
+
+def check_model(manifest: Any, model: Any, src_vocab: list[str] | None = None,
+                tgt_vocab: list[str] | None = None, config: dict[str, Any] | None = None) -> None:
+    """``BadInputError`` when the model cannot be the one the bundle was exported from
+    (vocabularies or zoo config differ)."""
+    fix = "pass the checkpoint the bundle was exported from (s2s-export MODEL.pt)"
+    for side, given in (("source", src_vocab), ("target", tgt_vocab)):
+        have = manifest.src_vocab if side == "source" else manifest.tgt_vocab
+        if given is not None and list(given) != list(have):
+            raise BadInputError(f"the model's {side} vocabulary ({len(given)} tokens) is not the bundle's "
+                                f"({len(have)} tokens)", fix)
+    if config is not None and "class" not in manifest.model_config and config != manifest.model_config:
+        keys = sorted(k for k in set(config) | set(manifest.model_config)
+                      if config.get(k) != manifest.model_config.get(k))
+        raise BadInputError(f"the model's config differs from the bundle's ({', '.join(keys[:6])})", fix)
+    size = getattr(getattr(model, "config", None), "tgt_vocab_size", None)
+    if isinstance(size, int) and size != len(manifest.tgt_vocab):
+        raise BadInputError(f"the model predicts {size} target tokens, the bundle {len(manifest.tgt_vocab)}", fix)
+
+
+def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyInputs, *,
+                  backend: str = "auto", precision: str | None = None, beam_size: int = 4,
+                  max_length: int = 200, batch_size: int = 32, tolerances: Tolerances | None = None,
+                  overrides: dict[str, Any] | None = None, threads: int | None = 1, verify_hashes: bool = True,
+                  model_info: dict[str, Any] | None = None) -> VerifyResult:
+    """Verify ``bundle_dir`` against ``model`` (an ``nn.Module`` implementing the decoding
+    contract) on ``data`` (see the module docstring). ``precision``: the bundle graphs to run
+    (default ``fp32``; the TensorRT backend runs its FP16 engines: ``fp16``); it also picks the
+    default ``tolerances``; ``overrides``: ``Tolerances.with_overrides`` arguments applied to
+    them. ``model_info``: what to print about the model (path...)."""
+    import torch
+
+    from ..runtime import SearchOptions, Translator
+    from .freerun import free_running, quality
+    from .reference import reference_search
+    from .stepwise import teacher_forced
+
+    translator = Translator.load(bundle_dir, backend=backend, precision=precision or "fp32",
+                                 intra_op_threads=threads, verify_hashes=verify_hashes)
+    be = translator.backend
+    if be.name == "tensorrt" and precision not in (None, "fp16"):
+        raise UsageError(f"the tensorrt backend runs the bundle's FP16 engines, not {precision} graphs",
+                         f"pass --precision fp16, or --backend onnxruntime to verify the {precision} graphs")
+    if precision is None:
+        precision = "fp16" if be.name == "tensorrt" else "fp32"
+    tol = (tolerances or defaults(precision)).with_overrides(**(overrides or {}))
+    SearchOptions(beam_size=beam_size, max_length=max_length).validate().full_path(be.topk)
+    check_model(translator.manifest, model)
+    if len(translator.src_vocab) <= max(max(s) for s in data.sources):
+        raise BadInputError("the sources have ids outside the bundle's source vocabulary",
+                            "encode them with the bundle's source vocabulary")
+    sources = data.sources
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref_greedy = reference_search(model, sources, beam_size=1, max_length=max_length, return_attention=True)
+        trajectories = [r[0][0] for r in ref_greedy]
+        teacher = teacher_forced(model, be, sources, trajectories, tol, batch_size=batch_size)
+        lp_tol = tol.of("log_probs")
+        common = dict(max_length=max_length, tie_margin=tol.tie_margin, min_exact=tol.min_exact,
+                      score_tol=lp_tol, batch_size=batch_size)
+        greedy, greedy_raw = free_running(model, translator, sources, beam_size=1, reference=ref_greedy,
+                                          return_attention=True, **common)  # type: ignore[arg-type]
+        runs = [("greedy", greedy, greedy_raw)]
+        if beam_size > 1:
+            beam, beam_raw = free_running(model, translator, sources, beam_size=beam_size,
+                                          **common)  # type: ignore[arg-type]
+            runs.append(("beam", beam, beam_raw))
+    finally:
+        torch.set_num_threads(threads_before)
+
+    g2p = data.task == "g2p"
+    vocab = translator.tgt_vocab
+    for _, section, raw in runs:
+        section["quality"] = quality([vocab.decode(ids) for ids in raw["pytorch"]],
+                                     [vocab.decode(ids) for ids in raw["backend"]], data.references, g2p)
+
+    failures = _failures(teacher, [(name, section) for name, section, _ in runs])
+    report = {
+        "bundle": str(Path(bundle_dir)), "model": model_info or {},
+        "backend": be.name, "precision": precision,
+        "inputs": {"description": data.description, "sentences": len(sources), "task": data.task,
+                   "references": data.references is not None,
+                   "src_lengths": [min(map(len, sources)), max(map(len, sources))]},
+        "tolerances": {**tol.to_dict(), "rel_floor": "atol" if REL_FLOOR is None else REL_FLOOR, "quantile": QUANTILE},
+        "teacher_forced": teacher,
+        "free_running": {name: section for name, section, _ in runs},
+        "passed": not failures, "failures": failures,
+    }
+    return VerifyResult(report, _example(translator, sources, greedy, greedy_raw))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out = []
+    for key, r in teacher["outputs"].items():
+        if r["ok"]:
+            continue
+        where = r["first_failing_step"]
+        at = "the initial state" if where == "encoder" else f"step {where}"
+        out.append(f"teacher-forced check failed for {key}: max abs error {_fmt(r['max_abs'])} (atol "
+                   f"{r['atol']:g}), max rel error {_fmt(r['max_rel'])} (rtol {r['rtol']:g}), first at {at}"
+                   + (f" ({r['detail']})" if "detail" in r else ""))
+    first = teacher.get("first_failure")
+    if first is not None:
+        at = "the initial state" if first["step"] == "encoder" else f"step {first['step']}"
+        out.insert(0, f"first failure: {first['output']} at {at}, sentence {first['sentence']}")
+    for name, s in runs:
+        label = "greedy" if name == "greedy" else f"beam {s['beam_size']}"
+        if s["agreement"] < s["min_exact"] - 1e-12:
+            d = next((m for m in s["mismatches"] if not m["near_tie"]), None)
+            first_txt = "" if d is None else (
+                f" (first: sentence {d['sentence']} step {d['step']}: PyTorch {d['pytorch_token_text']!r} vs "
+                f"bundle {d['backend_token_text']!r}, margin {_fmt(d['margin'])})")
+            out.append(f"free-running {label}: {s['divergent']} of {s['sentences']} sentences diverge from "
+                       f"PyTorch beyond a near tie; identical or near tie {s['agreement']:.1%} < "
+                       f"{s['min_exact']:.1%}{first_txt}")
+        if not s["scores_ok"]:
+            out.append(f"free-running {label}: same tokens but scores differ from PyTorch by up to "
+                       f"{_fmt(s['max_score_diff'])}")
+    return out
+
+
+def _example(translator: Any, sources: list[list[int]], greedy: dict[str, Any], raw: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The example the HTML report draws: the first real greedy divergence, else the first
+    near tie, else sentence 0."""
+    mism = greedy["mismatches"]
+    pick = next((m for m in mism if not m["near_tie"]), mism[0] if mism else None)
+    i = pick["sentence"] if pick else 0
+    src = translator.src_vocab.decode(sources[i], strip=False)
+    tgt = translator.tgt_vocab.tokens
+
+    def labels(ids: list[int]) -> list[str]:
+        return [tgt[t] if 0 <= t < len(tgt) else "?" for t in ids]
+
+    return {"sentence": i, "diverges": pick is not None, "near_tie": bool(pick and pick["near_tie"]),
+            "step": pick["step"] if pick else None, "source": src,
+            "pytorch": labels(raw["pytorch"][i]), "backend": labels(raw["backend"][i]),
+            "pytorch_attention": raw["pytorch_attention"][i], "backend_attention": raw["backend_attention"][i]}
+
+
+__all__ = ["VerifyResult", "check_model", "verify_bundle"]
