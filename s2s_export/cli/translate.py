@@ -22,6 +22,9 @@ import typer
 from .common import handle_errors
 
 
+CHUNK_BATCHES = 16  # inputs translated (then printed) at a time: 16 batches
+
+
 def read_inputs(texts: Optional[list[str]], input_file: Optional[Path]) -> list[str]:
     """The inputs: TEXT arguments, the lines of a file (``-``: stdin) or the lines of stdin."""
     from ..errors import BadInputError, UsageError
@@ -46,7 +49,12 @@ def read_inputs(texts: Optional[list[str]], input_file: Optional[Path]) -> list[
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{name} is not UTF-8 text (byte {exc.start})",
                             "convert it to UTF-8 (e.g. iconv -t utf-8)") from None
-    return text.removeprefix("\ufeff").splitlines()
+    # lines end at "\n" only (str.splitlines would also split at \f, \x1c, \u2028, ...:
+    # one output line per input line); a trailing "\r" (CRLF files) is dropped
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
@@ -107,20 +115,37 @@ def translate_command(
                    min_length=min_length, length_penalty=length_penalty, alpha=alpha,
                    no_repeat_ngram_size=no_repeat_ngram_size)
     SearchOptions(**options).validate()  # bad options fail before the bundle is loaded
+    if batch_size < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
     inputs = read_inputs(texts, input_file)
     translator = Translator.load(bundle, backend=backend, intra_op_threads=threads)
+
+    ids = translator.encode(inputs)  # an over-long input fails here, before any output
+
+    def emit(start: int, stop: int, progress: Any = None) -> None:
+        results = translator.translate_ids(ids[start:stop], max_batch_size=batch_size, progress=progress,
+                                           **options)
+        for text, hyps in zip(inputs[start:stop], results):
+            if json_out:
+                record = {"input": text, "hypotheses": [{"text": h.text, "tokens": h.tokens,
+                                                         "score": round(h.score, 6)} for h in hyps]}
+                typer.echo(json.dumps(record, ensure_ascii=False))
+            else:
+                typer.echo("\t".join(h.text for h in hyps))
+        sys.stdout.flush()
+
+    # streamed: chunks of inputs are translated and printed in turn, so memory stays flat on
+    # any number of lines (each chunk is still sorted by length into batches)
+    chunk = max(1, batch_size) * CHUNK_BATCHES
     if input_file is not None and inputs:
         with click.progressbar(length=len(inputs), label="translating", file=sys.stderr) as bar:
-            results = translator.translate(inputs, max_batch_size=batch_size, progress=bar.update, **options)
+            for start in range(0, len(inputs), chunk):
+                emit(start, start + chunk, bar.update)
     else:
-        results = translator.translate(inputs, max_batch_size=batch_size, **options)
-    for text, hyps in zip(inputs, results):
-        if json_out:
-            record = {"input": text, "hypotheses": [{"text": h.text, "tokens": h.tokens, "score": round(h.score, 6)}
-                                                    for h in hyps]}
-            typer.echo(json.dumps(record, ensure_ascii=False))
-        else:
-            typer.echo("\t".join(h.text for h in hyps))
+        for start in range(0, len(inputs), chunk):
+            emit(start, start + chunk)
     if plot is not None and inputs:
         first = translator.translate(inputs[:1], return_attention=True, **options)[0]
         if first:

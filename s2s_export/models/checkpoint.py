@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import BadInputError, CheckpointError
+from ..errors import BadInputError, CheckpointError, Problem, S2SError
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
@@ -59,23 +59,39 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
 
 
 def _read(path: Path, trust_pickle: bool) -> Any:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file",
+                              "pass the model.pt file (bundle directories go to s2s translate)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):  # garbage also fails "weights_only", differently
             raise CheckpointError(
                 f"{path} contains pickled Python objects (e.g. a whole nn.Module), which can run "
                 "arbitrary code when loaded",
                 "re-save it as an s2s-export checkpoint, or pass --trust-pickle if you trust "
                 "its author") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc})",
+        text = " ".join(str(exc).split())
+        detail = text.partition("WeightsUnpickler error: ")[2].partition(" Check the documentation")[0]
+        detail = (detail or text)[:120]
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({detail})",
                               "pass a model.pt written by `s2s train` or save_checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: {msg})",
                               "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
+    except Exception as exc:  # random bytes make the unpickler raise IndexError, KeyError, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file: "
+                              f"{type(exc).__name__})",
+                              "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
+
+
+def read_file(path: str | os.PathLike[str], trust_pickle: bool = False) -> Any:
+    """The raw object in ``path`` (weights only unless ``trust_pickle``), one-line
+    ``CheckpointError`` when it cannot be read; ``load_checkpoint`` validates it."""
+    return _read(Path(path), trust_pickle)
 
 
 def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
@@ -92,8 +108,14 @@ def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}",
                               "save it with s2s_export.models.save_checkpoint")
-    src_vocab, tgt_vocab = Vocab(tuple(data["src_vocab"])), Vocab(tuple(data["tgt_vocab"]))
-    config = ModelConfig.from_dict(dict(data["config"]))
+    try:
+        src_vocab, tgt_vocab = Vocab(tuple(data["src_vocab"])), Vocab(tuple(data["tgt_vocab"]))
+        config = ModelConfig.from_dict(dict(data["config"]))
+    except S2SError as exc:  # an invalid config is bad input here (exit 4), named with the file
+        raise CheckpointError([Problem(f"{path}: {p.what}", p.fix) for p in exc.problems]) from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has a malformed config or vocabulary ({type(exc).__name__}: {exc})",
+                              "save it with s2s_export.models.save_checkpoint") from None
     if (config.src_vocab_size, config.tgt_vocab_size) != (len(src_vocab), len(tgt_vocab)):
         raise CheckpointError(
             f"{path}: config vocabulary sizes ({config.src_vocab_size}, {config.tgt_vocab_size}) "

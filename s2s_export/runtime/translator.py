@@ -111,15 +111,26 @@ class Translator:
                   progress: Callable[[int], None] | None = None) -> list[list[Hypothesis]]:
         """One list of up to ``n_best`` hypotheses per input text, best first (search options:
         ``s2s_export.runtime.search``). ``progress(n)`` is called after each batch of n inputs."""
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise UsageError("translate takes a list of strings", "pass [text] for one input")
-        ids = [self.src_vocab.encode(tokenize(t, self.src_tokenizer)) for t in texts]
+        ids = self.encode(texts)
         return self.translate_ids(ids, beam_size=beam_size, n_best=n_best, max_batch_size=max_batch_size,
                                   return_attention=return_attention, max_length=max_length,
                                   max_length_ratio=max_length_ratio, min_length=min_length,
                                   length_penalty=length_penalty, alpha=alpha,
                                   no_repeat_ngram_size=no_repeat_ngram_size,
                                   full_distribution=full_distribution, progress=progress)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Source ids of ``texts`` (the bundle's tokenizer, unknown tokens -> ``<unk>``, no EOS),
+        every input checked against ``max_src_len`` first (``BadInputError`` naming the input):
+        a caller translating a long list in chunks can refuse it before printing anything."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise UsageError("translate takes a list of strings", "pass [text] for one input")
+        ids = [self.src_vocab.encode(tokenize(t, self.src_tokenizer)) for t in texts]
+        limit = self.manifest.max_src_len
+        for n, seq in enumerate(ids):
+            if len(seq) + 1 > limit:
+                self._sources([seq], add_eos=True, first=n)  # raises with the usual message
+        return ids
 
     def translate_ids(self, ids: Sequence[Sequence[int]], beam_size: int = 1, n_best: int = 1,
                       max_batch_size: int = 64, return_attention: bool = False, max_length: int = 200,
@@ -154,12 +165,13 @@ class Translator:
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _sources(self, ids: Sequence[Sequence[int]], add_eos: bool) -> list[list[int]]:
+    def _sources(self, ids: Sequence[Sequence[int]], add_eos: bool, first: int = 0) -> list[list[int]]:
+        """Checked source id lists (EOS appended); errors name input ``first + i``."""
         if isinstance(ids, (str, bytes)) or (len(ids) and isinstance(ids[0], (int, np.integer))):
             raise UsageError("translate_ids takes a list of id lists", "pass [[id, ...], ...]")
         limit, vocab = self.manifest.max_src_len, len(self.src_vocab)
         sources = []
-        for n, seq in enumerate(ids):
+        for n, seq in enumerate(ids, start=first):
             seq = [int(i) for i in seq] + ([EOS_ID] if add_eos else [])
             if not seq:
                 raise BadInputError(f"input {n} is empty and add_eos is off", "end every source with EOS")
