@@ -211,7 +211,7 @@ def test_bad_requests(general: tuple[Any, Path, Translator]) -> None:
         translator.translate("ab")  # type: ignore[arg-type]
     with pytest.raises(BadInputError, match="outside 0.."):
         translator.translate_ids([[len(ckpt.src_vocab)]])
-    with pytest.raises(UsageError, match="unknown backend 'cuda'.*auto, onnxruntime, tensorrt"):
+    with pytest.raises(UsageError, match="unknown backend 'cuda'.*auto, onnxruntime, onnxruntime-cuda, tensorrt"):
         Translator.load(path, backend="cuda")
     with pytest.raises(ConfigError, match="no int4 graphs .*fp32"):
         Translator.load(path, precision="int4")

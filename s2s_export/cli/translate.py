@@ -103,7 +103,12 @@ def translate_command(
     alpha: float = typer.Option(0.0, "--alpha", help="length penalty exponent"),
     no_repeat_ngram_size: int = typer.Option(0, "--no-repeat-ngram-size", help="block repeated n-grams (0: off)"),
     json_out: bool = typer.Option(False, "--json", help="JSON lines with tokens and scores"),
-    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt"),
+    backend: str = typer.Option("auto", "--backend",
+                                help="auto (tensorrt, then onnxruntime-cuda, then onnxruntime), onnxruntime, "
+                                     "onnxruntime-cuda or tensorrt"),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="fp32, fp16 or int8 graphs (default: the backend's own)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="say which backend and precision run"),
     threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default min(4, cores))"),
     plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
 ) -> None:
@@ -120,7 +125,9 @@ def translate_command(
 
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
     inputs = read_inputs(texts, input_file)
-    translator = Translator.load(bundle, backend=backend, intra_op_threads=threads)
+    translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=threads)
+    if verbose:
+        typer.echo(f"backend: {translator.backend.name}", err=True)
 
     ids = translator.encode(inputs)  # an over-long input fails here, before any output
 

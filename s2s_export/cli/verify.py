@@ -25,7 +25,7 @@ def verify_command(
     model: Path = typer.Option(..., "--model", "-m", help="the checkpoint the bundle was exported from"),
     data: Optional[Path] = typer.Option(None, "--data", help="one source per line, optionally TAB + reference"),
     task: Optional[str] = typer.Option(None, "--task", help="reverse, copy, sort or g2p: its test split"),
-    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt"),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, onnxruntime-cuda or tensorrt"),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="fp32, fp16 or int8 graphs (default fp32; tensorrt: fp16)"),
     beam: int = typer.Option(4, "--beam", help="beam size of the beam comparison (1: greedy only)"),

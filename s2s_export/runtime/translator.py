@@ -34,11 +34,17 @@ from ..vocab import EOS_ID, PAD_ID, Vocab, detokenize, tokenize, tokenizer_kinds
 from .backends.base import Backend
 from .search import Result, SearchOptions, search
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-# ``auto`` tries these in order; a backend that cannot run here raises UnsupportedError and the
-# next is tried. The TensorRT backend (``backends/tensorrt.py``, absent until it is written; a
-# CUDA variant of ONNX Runtime would go here too) comes first.
-AUTO_ORDER = ("tensorrt", "onnxruntime")
+# backend name -> (module in backends/, loader function); a loader takes
+# (bundle_dir, manifest, precision, intra_op_threads) and raises UnsupportedError when it cannot
+# run on this machine. precision None = the backend's own (TensorRT fp16, ONNX Runtime fp32).
+LOADERS = {
+    "onnxruntime": ("onnxruntime", "load_backend"),
+    "onnxruntime-cuda": ("onnxruntime", "load_cuda_backend"),
+    "tensorrt": ("tensorrt", "load_backend"),
+}
+BACKENDS = ("auto", *LOADERS)
+# ``auto`` tries these in order and takes the first that runs here (Translator.backend.name).
+AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "onnxruntime")
 
 
 @dataclass
@@ -54,10 +60,9 @@ class Hypothesis:
     attention: np.ndarray | None = None
 
 
-def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str,
+def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str | None,
                  intra_op_threads: int | None) -> Backend:
-    """The backend ``name`` (see ``BACKENDS``); each lives in ``backends/<name>.py`` and exposes
-    ``load_backend(bundle_dir, manifest, precision, intra_op_threads) -> Backend``."""
+    """The backend ``name`` (see ``BACKENDS`` and ``LOADERS``)."""
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}", f"use one of: {', '.join(BACKENDS)}")
     if name == "auto":
@@ -69,11 +74,12 @@ def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str
                 reasons.append(f"{candidate}: {exc}")
         raise UnsupportedError(f"no backend can run here ({'; '.join(reasons)})",
                                "pip install 's2s-export[cpu]' for ONNX Runtime")
-    module = f"{__package__}.backends.{name}"
+    module_name, function = LOADERS.get(name, (name, "load_backend"))
+    module = f"{__package__}.backends.{module_name}"
     if importlib.util.find_spec(module) is None:
         raise UnsupportedError(f"the {name} backend is not part of this installation",
                                "use --backend onnxruntime")
-    loader: Callable[..., Backend] = importlib.import_module(module).load_backend
+    loader: Callable[..., Backend] = getattr(importlib.import_module(module), function)
     return loader(bundle_dir, manifest, precision, intra_op_threads)
 
 
@@ -90,10 +96,12 @@ class Translator:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, bundle_dir: str | os.PathLike[str], backend: str = "onnxruntime", precision: str = "fp32",
+    def load(cls, bundle_dir: str | os.PathLike[str], backend: str = "onnxruntime", precision: str | None = None,
              intra_op_threads: int | None = None, verify_hashes: bool = True) -> "Translator":
         """Read ``manifest.json`` (checking every file's sha256 unless ``verify_hashes`` is off)
-        and start the backend (``auto``: the fastest that runs here)."""
+        and start the backend (``auto``: the first of ``AUTO_ORDER`` that runs here; its name is
+        ``translator.backend.name``). ``precision``: ``fp32``, ``fp16`` or ``int8`` graphs;
+        None = the backend's own (TensorRT: fp16 engines, ONNX Runtime: fp32)."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
         if intra_op_threads is not None and int(intra_op_threads) < 1:
@@ -203,4 +211,4 @@ class Translator:
                 f"topk={self.backend.topk})")
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Hypothesis", "Translator", "load_backend"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "LOADERS", "Hypothesis", "Translator", "load_backend"]

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import BadInputError, BundleError, ConfigError, require
+from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, require
 from ...graphio import BundleIO, next_name
 from .base import StepResult
 
@@ -191,11 +191,36 @@ def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, 
                           "re-export the bundle") from None
 
 
-def load_backend(bundle_dir: Path, manifest: Any, precision: str = "fp32",
+def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
                  intra_op_threads: int | None = None) -> OnnxRuntimeBackend:
-    """The CPU backend of a bundle (the ``Translator.load`` entry point)."""
-    encoder, step = graph_files(bundle_dir, manifest, precision)
+    """The CPU backend of a bundle (the ``Translator.load`` entry point; precision default fp32)."""
+    encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
     return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads)
 
 
-__all__ = ["OnnxRuntimeBackend", "default_threads", "graph_files", "load_backend", "session_options"]
+CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def load_cuda_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
+                      intra_op_threads: int | None = None) -> OnnxRuntimeBackend:
+    """ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``): the same IO-binding code
+    as on the CPU with ``device="cuda"``, so static and state OrtValues stay on the GPU and only
+    the step's top-K (and log_probs/attn when asked) come to the host. Raises
+    ``UnsupportedError`` when this onnxruntime has no CUDA provider or no GPU answers."""
+    ort: Any = require("onnxruntime", "gpu")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UnsupportedError("this onnxruntime has no CUDAExecutionProvider",
+                               "pip install 's2s-export[gpu]' (onnxruntime-gpu, not with onnxruntime) "
+                               "on a machine with an NVIDIA GPU")
+    encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
+    backend = OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads,
+                                 providers=CUDA_PROVIDERS, device="cuda")
+    if "CUDAExecutionProvider" not in backend.encoder.get_providers():  # ORT fell back to the CPU
+        raise UnsupportedError("onnxruntime could not start its CUDA provider (no usable GPU or CUDA "
+                               "libraries)", "check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs")
+    backend.name = "onnxruntime-cuda"
+    return backend
+
+
+__all__ = ["CUDA_PROVIDERS", "OnnxRuntimeBackend", "default_threads", "graph_files", "load_backend",
+           "load_cuda_backend", "session_options"]
