@@ -387,20 +387,15 @@ def _restrictions(node: Any, const: dict[str, Any], shape_derived: set[str]) -> 
 
 def _types(model: Any) -> dict[str, int]:
     """Tensor name -> ONNX element type, from shape inference (best effort)."""
-    import onnx
+    from ..fp16.convert import tensor_types
 
     try:
-        g = onnx.shape_inference.infer_shapes(model).graph
+        return tensor_types(model)
     except Exception:  # noqa: BLE001 - an uninferable graph still gets the other checks
         g = model.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
-    types.update({t.name: t.data_type for t in g.initializer})
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    types[n.output[0]] = a.t.data_type
-    return types
+        types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+        types.update({t.name: t.data_type for t in g.initializer})
+        return types
 
 
 def _constants(graph: Any) -> dict[str, Any]:
