@@ -1,0 +1,202 @@
+"""What a benchmark measures: the spec (one model + bundle, shared inputs, search settings,
+iteration counts), the worker configurations (one fresh process each) and the inputs.
+
+Worker configurations (``plan``), in the order they run:
+
+* ``torch`` with ``threads=None``: PyTorch eager as the user gets it (library defaults: no
+  thread setting, no thread environment variables, oneDNN as shipped) - the status quo;
+* ``torch`` for every thread count x oneDNN (``torch.backends.mkldnn.enabled``) on/off: the
+  tuning grid; the best setting per figure is the honest baseline;
+* ``onnxruntime`` FP32 (and INT8 when the bundle has int8 graphs) for every thread count, and
+  for more than one thread also with spinning threads (``spin``: the runtime's default keeps
+  idle threads from busy-waiting, which is kind to a shared machine but makes every parallel
+  region pay a wake-up; a dedicated machine can spin);
+* ``floor`` for every thread count: the step's matrix products as numpy BLAS calls.
+
+Torch-free (the harness process never imports torch: torch lives in the workers only).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UsageError
+
+ENGINES = ("torch", "onnxruntime", "floor")
+DEFAULT_COMBOS = ((1, 1), (32, 5))  # (batch, beam): greedy batch 1, beam 5 batch 32
+FIRST_ID = 4  # ids below are the specials (pad, bos, eos, unk)
+
+# The NMT-sized reference model of the published table (random weights: speed only).
+NMT_CONFIG: dict[str, Any] = dict(
+    src_vocab_size=8000, tgt_vocab_size=8000, cell="lstm", emb_size=256, enc_hidden=256,
+    dec_hidden=512, enc_layers=2, dec_layers=2, bidirectional=True, attention="general",
+    placement="top", query="post", input_feeding=True, bridge="linear", dropout=0.0)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """One measured configuration (one fresh process).
+
+    ``threads``: intra-op threads (torch.set_num_threads / ORT intra_op_num_threads / BLAS),
+    also exported as OMP/MKL/OPENBLAS_NUM_THREADS; ``None`` = library defaults (torch status
+    quo only). ``mkldnn``: torch's oneDNN switch (``None`` = as shipped). ``precision``: the
+    bundle graphs, ``spin``: ORT intra-op threads busy-wait (onnxruntime only)."""
+
+    engine: str
+    threads: int | None
+    precision: str = "fp32"
+    mkldnn: bool | None = None
+    spin: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.engine == "torch":
+            if self.threads is None and self.mkldnn is None:
+                return "torch default"
+            onednn = "" if self.mkldnn is None else (" onednn" if self.mkldnn else " no-onednn")
+            return f"torch {self.threads}t{onednn}"
+        if self.engine == "onnxruntime":
+            return f"ort {self.precision} {self.threads}t{' spin' if self.spin else ''}"
+        return f"floor {self.threads}t"
+
+    @property
+    def is_default_torch(self) -> bool:
+        return self.engine == "torch" and self.threads is None and self.mkldnn is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WorkerConfig":
+        return cls(**d)
+
+
+@dataclass
+class BenchSpec:
+    """One benchmark: a checkpoint and its bundle, measured on the same inputs.
+
+    ``sources``: source id lists (EOS not included: every engine appends it). A decode pass at
+    (batch, beam) translates ``max(batch, sentences)`` of them in batches of ``batch``
+    (the pool is cycled when shorter). Per-step and encoder latency use ``latency_source``
+    (default: the pool's median-length sentence). ``iters`` decode passes, ``step_iters``
+    steps and ``encoder_iters`` encoder runs are timed after ``warmup`` untimed ones. With
+    ``rounds`` > 1 every configuration runs again (in reverse order, alternating), and each
+    figure keeps its best round: a load spike from another process then spoils one round of
+    one configuration, not the comparison."""
+
+    bundle: Path
+    model: Path
+    sources: list[list[int]]
+    name: str = "model"
+    combos: tuple[tuple[int, int], ...] = DEFAULT_COMBOS
+    threads: tuple[int, ...] = (1, 2)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    torch_grid: bool = True
+    ort_spin: bool = True
+    rounds: int = 1
+    iters: int = 5
+    warmup: int = 1
+    step_iters: int = 200
+    encoder_iters: int = 50
+    sentences: int = 16
+    max_length: int = 200
+    max_length_ratio: float | None = None
+    latency_source: list[int] | None = None
+    timeout_s: float = 1800.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "BenchSpec":
+        def bad(cond: bool, what: str, fix: str) -> None:
+            if cond:
+                raise UsageError(what, fix)
+
+        bad(not self.sources or any(len(s) == 0 for s in self.sources),
+            "the benchmark needs non-empty source sentences", "pass --inputs with non-empty lines")
+        bad(not self.combos or any(b < 1 or w < 1 for b, w in self.combos),
+            f"batch sizes and beams must be >= 1 (got {list(self.combos)})", "pass e.g. --batch 1,32 --beam 1,5")
+        bad(not self.threads or any(t < 1 for t in self.threads),
+            f"thread counts must be >= 1 (got {list(self.threads)})", "pass e.g. --threads 1,2")
+        bad(self.iters < 1 or self.step_iters < 1 or self.encoder_iters < 1 or self.warmup < 0 or self.rounds < 1,
+            "iteration counts must be >= 1 (warm-up >= 0)", "pass --iters 1 or more")
+        bad(self.max_length < 1, f"max_length must be >= 1 (got {self.max_length})", "pass a positive value")
+        bad(any(p not in ("fp32", "int8") for p in self.precisions),
+            f"precisions must be fp32/int8 (got {list(self.precisions)})", "use fp32 and/or int8")
+        return self
+
+    def pass_sources(self, batch: int) -> list[list[int]]:
+        """The sentences of one decode pass at ``batch``."""
+        n = max(batch, self.sentences)
+        return [list(self.sources[i % len(self.sources)]) for i in range(n)]
+
+    def latency_ids(self) -> list[int]:
+        if self.latency_source is not None:
+            return list(self.latency_source)
+        by_len = sorted(self.sources, key=len)
+        return list(by_len[len(by_len) // 2])
+
+    def batch_sizes(self) -> list[int]:
+        return sorted({b for b, _ in self.combos})
+
+    def workload(self) -> dict[str, Any]:
+        """The JSON every worker gets (identical inputs for every configuration)."""
+        return {"combos": [list(c) for c in self.combos],
+                "passes": {str(b): self.pass_sources(b) for b in self.batch_sizes()},
+                "latency_source": self.latency_ids(), "iters": self.iters, "warmup": self.warmup,
+                "step_iters": self.step_iters, "encoder_iters": self.encoder_iters,
+                "max_length": self.max_length, "max_length_ratio": self.max_length_ratio}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bundle"], d["model"] = str(self.bundle), str(self.model)
+        d["n_sources"] = len(d.pop("sources"))
+        return d
+
+
+def plan(spec: BenchSpec, int8: bool = True) -> list[WorkerConfig]:
+    """The worker configurations of ``spec`` in run order (see the module docstring)."""
+    configs = [WorkerConfig("torch", None)]
+    for t in spec.threads:
+        for onednn in ((True, False) if spec.torch_grid else (None,)):
+            configs.append(WorkerConfig("torch", t, mkldnn=onednn))
+    for precision in spec.precisions:
+        if precision == "int8" and not int8:
+            continue
+        for t in spec.threads:
+            configs.append(WorkerConfig("onnxruntime", t, precision=precision))
+            if t > 1 and spec.ort_spin:
+                configs.append(WorkerConfig("onnxruntime", t, precision=precision, spin=True))
+    configs += [WorkerConfig("floor", t) for t in spec.threads]
+    return configs
+
+
+def random_sources(vocab_size: int, n: int, min_len: int, max_len: int, seed: int = 0) -> list[list[int]]:
+    """``n`` random source id lists (ids FIRST_ID..vocab_size-1, lengths min_len..max_len)."""
+    if vocab_size <= FIRST_ID or not 1 <= min_len <= max_len:
+        raise UsageError(f"cannot draw sources of {min_len}..{max_len} tokens from {vocab_size} ids",
+                         "pass --src-len MIN,MAX with 1 <= MIN <= MAX")
+    rng = random.Random(seed)
+    return [[rng.randrange(FIRST_ID, vocab_size) for _ in range(rng.randint(min_len, max_len))]
+            for _ in range(n)]
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """``"1,32"`` -> (1, 32) (a CLI list option)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers (got {text!r})", f"pass e.g. --{what} 1,2") from None
+    if not values:
+        raise UsageError(f"{what} is empty", f"pass e.g. --{what} 1,2")
+    return values
+
+
+def combos(batches: Sequence[int], beams: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Every (batch, beam) pair."""
+    return tuple((b, w) for b in batches for w in beams)
+
+
+__all__ = ["BenchSpec", "DEFAULT_COMBOS", "ENGINES", "NMT_CONFIG", "WorkerConfig", "combos", "parse_ints",
+           "plan", "random_sources"]

@@ -1,0 +1,462 @@
+"""Workers: every configuration runs in a fresh process (``python -m s2s_export.bench.workers
+JOB.json OUT.json``) with explicit thread counts, so torch and ONNX Runtime never share a
+process (their spinning thread pools slow each other down many times on small machines).
+
+Parent side: ``launch(job, workdir)`` writes the job, sets the thread environment
+(OMP/MKL/OPENBLAS_NUM_THREADS = the configuration's threads; removed for the torch status
+quo) and returns the worker's JSON result (``{"error": ...}`` when it failed).
+
+Child side (``main``), per configuration, each after an untimed warm-up:
+
+* ``step_b1``: one decoder step at batch 1 (torch ``decode_step``; ONNX Runtime
+  ``backend.step``, plus ``step_b1_graph``: the session run alone; floor: the step's matmuls);
+* ``encoder``: one encoder run per batch size of the decode passes;
+* ``decode``: per (batch, beam), ``iters`` passes over the same sentences (torch: the eager
+  loop of ``eager.py``; ONNX Runtime: ``Translator.translate_ids``; floor: the products of the
+  steps the FP32 runtime ran, replayed from its recorded schedule);
+* ONNX Runtime also runs instrumented passes (``loop``): per pass the total time, the time
+  inside the backend's calls and inside the session runs (graph executions), so the Python
+  search loop's share is measured rather than guessed;
+* ``step_b1_loop``: every decoder step's time inside greedy batch-1 decoding (instrumented
+  passes; torch ``decode_step``, ONNX Runtime ``backend.step``): unlike the back-to-back
+  ``step_b1``, it includes what the rest of the loop does to the step (thread wake-ups,
+  oversubscription stalls, caches);
+* ``memory``: ``ru_maxrss`` after loading and at the end (MB).
+
+A ``quality`` job translates labelled pairs with each precision and scores them
+(``s2s_export.train.metrics``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .configs import WorkerConfig
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+Call = Callable[[], Any]
+
+
+# ---------------------------------------------------------------------------------------- stats
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    """Median, spread (p10/p90, quartiles), min, mean and count of timings in seconds."""
+    a = np.asarray(samples, dtype=np.float64)
+    p10, q1, med, q3, p90 = np.percentile(a, [10, 25, 50, 75, 90])
+    return {"median": float(med), "p10": float(p10), "p90": float(p90), "q1": float(q1), "q3": float(q3),
+            "min": float(a.min()), "mean": float(a.mean()), "n": int(a.size)}
+
+
+def timed(fn: Call, iters: int, warmup: int) -> list[float]:
+    """Wall times of ``iters`` calls after ``warmup`` untimed ones (garbage collector paused)."""
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        out = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    finally:
+        if enabled:
+            gc.enable()
+    return out
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def combo_key(batch: int, beam: int) -> str:
+    return f"b{batch}-beam{beam}"
+
+
+# ---------------------------------------------------------------------------------------- engines
+class TorchEngine:
+    """PyTorch eager: the model's ``encode``/``decode_step`` and the loops of ``eager.py``."""
+
+    def __init__(self, job: dict[str, Any], cfg: WorkerConfig) -> None:
+        import torch
+
+        from ..models import load_checkpoint
+
+        self.torch = torch
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        if cfg.mkldnn is not None:
+            torch.backends.mkldnn.enabled = bool(cfg.mkldnn)  # type: ignore[assignment]
+        self.model = load_checkpoint(job["model"]).model.eval()
+        self.info = {"torch_threads": torch.get_num_threads(), "mkldnn": bool(torch.backends.mkldnn.enabled),
+                     "torch": torch.__version__}
+
+    def encoder_call(self, seqs: list[list[int]]) -> Call:
+        from .eager import pad
+
+        src, lengths = pad(seqs)
+        return lambda: self.model.encode(src, lengths)
+
+    def step_call(self, ids: list[int]) -> Call:
+        from ..vocab import BOS_ID
+        from .eager import pad
+
+        static, state = self.model.encode(*pad([ids]))
+        tokens = self.torch.tensor([BOS_ID])
+        box = [state]
+
+        def run() -> None:
+            _, box[0], _ = self.model.decode_step(tokens, static, box[0])
+
+        return run
+
+    def translate(self, sources: list[list[int]], batch: int, beam: int, wl: dict[str, Any]) -> list[list[int]]:
+        from .eager import translate
+
+        return translate(self.model, sources, batch, beam, wl["max_length"], wl["max_length_ratio"])
+
+    def dump_weights(self, path: str) -> None:
+        """``weights.npz``: the state dict as float32 arrays and the config (for the floor)."""
+        arrays = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
+        np.savez(path, __config__=np.array(json.dumps(self.model.config.to_dict())), **arrays)
+
+
+class Probe:
+    """Times the backend's calls and its sessions' runs (instance attributes shadowing the
+    methods, removed by ``close``); records the call schedule for the floor."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.backend_s = 0.0
+        self.graph_s = 0.0
+        self.schedule: list[list[Any]] = []
+        self.step_times: list[float] = []  # wall time of every backend.step call
+        self._src_len = 0
+        self._patched: list[tuple[Any, str]] = []
+        for name in ("encode", "step", "keep"):
+            self._patch(backend, name, self._backend_call(name, getattr(backend, name)))
+        for attr in ("encoder", "step_session"):
+            sess = getattr(backend, attr, None)
+            if sess is not None and hasattr(sess, "run_with_iobinding"):
+                self._patch(sess, "run_with_iobinding", self._graph_call(sess.run_with_iobinding))
+        self.has_graph_timing = any(name == "run_with_iobinding" for _, name in self._patched)
+
+    def _patch(self, obj: Any, name: str, fn: Call) -> None:
+        setattr(obj, name, fn)
+        self._patched.append((obj, name))
+
+    def _backend_call(self, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "encode":
+                src = args[0]
+                self._src_len = int(src.shape[1])
+                self.schedule.append(["encode", int(src.shape[0]), self._src_len])
+            elif name == "step":
+                self.schedule.append(["step", int(len(args[0])), self._src_len])
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                self.backend_s += dt
+                if name == "step":
+                    self.step_times.append(dt)
+        return call
+
+    def _graph_call(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                self.graph_s += time.perf_counter() - t0
+        return call
+
+    def reset(self) -> None:
+        self.backend_s = self.graph_s = 0.0
+        self.schedule = []
+        self.step_times = []
+
+    def close(self) -> None:
+        for obj, name in reversed(self._patched):
+            try:
+                delattr(obj, name)
+            except AttributeError:  # pragma: no cover - a class-level attribute was patched
+                pass
+        self._patched = []
+
+
+class OrtEngine:
+    """The s2s-export runtime (``Translator``) on ONNX Runtime at one precision."""
+
+    def __init__(self, job: dict[str, Any], cfg: WorkerConfig) -> None:
+        import onnxruntime
+
+        from ..runtime import Translator
+
+        if cfg.spin:  # Translator.load has no spinning switch: the same backend, built here
+            from ..bundle import load_manifest
+            from ..runtime.backends.onnxruntime import OnnxRuntimeBackend, graph_files
+
+            manifest = load_manifest(job["bundle"])
+            encoder, step = graph_files(Path(job["bundle"]), manifest, cfg.precision)
+            backend = OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=cfg.threads, spinning=True)
+            self.translator = Translator(manifest, backend, job["bundle"])
+        else:
+            self.translator = Translator.load(job["bundle"], backend="onnxruntime", precision=cfg.precision,
+                                              intra_op_threads=cfg.threads)
+        self.backend = self.translator.backend
+        self.info = {"onnxruntime": onnxruntime.__version__, "intra_op_threads": cfg.threads,
+                     "precision": cfg.precision, "spinning": cfg.spin}
+
+    @staticmethod
+    def _pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        from ..runtime import Translator
+        from ..vocab import EOS_ID
+
+        return Translator._pad([list(s) + [EOS_ID] for s in seqs])
+
+    def encoder_call(self, seqs: list[list[int]]) -> Call:
+        src, lengths = self._pad(seqs)
+        return lambda: self.backend.encode(src, lengths)
+
+    def step_call(self, ids: list[int]) -> Call:
+        from ..vocab import BOS_ID
+
+        self.backend.encode(*self._pad([ids]))
+        tokens, reorder = np.array([BOS_ID], dtype=np.int64), np.array([0], dtype=np.int64)
+        return lambda: self.backend.step(tokens, reorder)
+
+    def translate(self, sources: list[list[int]], batch: int, beam: int, wl: dict[str, Any]) -> list[list[int]]:
+        hyps = self.translator.translate_ids(sources, beam_size=beam, max_batch_size=batch,
+                                             max_length=wl["max_length"], max_length_ratio=wl["max_length_ratio"])
+        return [h[0].ids if h else [] for h in hyps]
+
+
+# ---------------------------------------------------------------------------------------- measuring
+def _latency(engine: Any, wl: dict[str, Any], out: dict[str, Any]) -> None:
+    src = list(wl["latency_source"])
+    out["step_b1"] = summary(timed(engine.step_call(src), wl["step_iters"], max(10, wl["warmup"])))
+    out["encoder"] = {}
+    for b, seqs in wl["passes"].items():
+        seqs = seqs[: int(b)] if int(b) > 1 else [src]
+        out["encoder"][b] = summary(timed(engine.encoder_call(seqs), wl["encoder_iters"], max(3, wl["warmup"])))
+
+
+def _decode(engine: Any, wl: dict[str, Any], out: dict[str, Any]) -> None:
+    out["decode"] = {}
+    for batch, beam in wl["combos"]:
+        sources = wl["passes"][str(batch)]
+        got: list[list[list[int]]] = []
+
+        def run(sources: list[list[int]] = sources, batch: int = batch, beam: int = beam) -> None:
+            got.append(engine.translate(sources, batch, beam, wl))
+
+        times = timed(run, wl["iters"], wl["warmup"])
+        outputs = got[-1]
+        out["decode"][combo_key(batch, beam)] = {
+            "batch": batch, "beam": beam, "sentences": len(sources), "tokens": sum(len(o) for o in outputs),
+            "pass": summary(times), "outputs": outputs}
+
+
+def _loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any], record: bool) -> None:
+    """Instrumented passes: total vs backend calls vs graph executions (and the schedule)."""
+    probe = Probe(engine.backend)
+    out["loop"], schedules = {}, {}
+    try:
+        # per-step: the session run alone
+        step = engine.step_call(list(wl["latency_source"]))
+        graph = []
+        for _ in range(wl["step_iters"]):
+            probe.reset()
+            step()
+            graph.append(probe.graph_s)
+        if probe.has_graph_timing:
+            out["step_b1_graph"] = summary(graph)
+        for batch, beam in wl["combos"]:
+            key, sources = combo_key(batch, beam), wl["passes"][str(batch)]
+            rows: dict[str, list[float]] = {"total": [], "backend": [], "graph": []}
+            step_times: list[float] = []
+            for i in range(max(1, wl["iters"])):
+                probe.reset()
+                gc.disable()
+                t0 = time.perf_counter()
+                engine.translate(sources, batch, beam, wl)
+                total = time.perf_counter() - t0
+                gc.enable()
+                rows["total"].append(total)
+                rows["backend"].append(probe.backend_s)
+                rows["graph"].append(probe.graph_s)
+                step_times += probe.step_times
+                if i == 0:
+                    schedules[key] = probe.schedule
+            if (batch, beam) == (1, 1) and step_times:
+                out["step_b1_loop"] = summary(step_times)
+            entry: dict[str, Any] = {k: summary(v) for k, v in rows.items()}
+            entry["steps"] = sum(1 for s in schedules[key] if s[0] == "step")
+            if probe.has_graph_timing:
+                ratio = [(t - g) / g for t, g in zip(rows["total"], rows["graph"]) if g > 0]
+                search = [(t - b) / g for t, b, g in zip(rows["total"], rows["backend"], rows["graph"]) if g > 0]
+                entry["overhead_vs_graph"] = float(np.median(ratio)) if ratio else None
+                entry["search_loop_vs_graph"] = float(np.median(search)) if search else None
+            out["loop"][key] = entry
+    finally:
+        probe.close()
+    if record:
+        out["schedule"] = schedules
+
+
+def _torch_loop_steps(engine: TorchEngine, wl: dict[str, Any], out: dict[str, Any]) -> None:
+    """``decode_step`` times inside greedy batch-1 decoding (instrumented passes)."""
+    if [1, 1] not in [list(c) for c in wl["combos"]]:
+        return
+    model, times = engine.model, []
+    orig = model.decode_step
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return orig(*args, **kwargs)
+        finally:
+            times.append(time.perf_counter() - t0)
+
+    model.decode_step = step  # type: ignore[method-assign]  # instance attribute, removed below
+    try:
+        for _ in range(max(1, wl["iters"])):
+            engine.translate(wl["passes"]["1"], 1, 1, wl)
+    finally:
+        del model.decode_step
+    out["step_b1_loop"] = summary(times)
+
+
+def measure_torch(job: dict[str, Any], cfg: WorkerConfig, out: dict[str, Any]) -> None:
+    engine = TorchEngine(job, cfg)
+    out["info"] = engine.info
+    out["memory"] = {"after_load_mb": maxrss_mb()}
+    with engine.torch.inference_mode():
+        _latency(engine, job["workload"], out)
+        _decode(engine, job["workload"], out)
+        _torch_loop_steps(engine, job["workload"], out)
+    if job.get("dump_weights"):
+        engine.dump_weights(job["dump_weights"])
+
+
+def measure_ort(job: dict[str, Any], cfg: WorkerConfig, out: dict[str, Any]) -> None:
+    engine = OrtEngine(job, cfg)
+    out["info"] = engine.info
+    out["memory"] = {"after_load_mb": maxrss_mb()}
+    _latency(engine, job["workload"], out)
+    _decode(engine, job["workload"], out)
+    _loop(engine, job["workload"], out, bool(job.get("record_schedule")))
+
+
+def measure_floor(job: dict[str, Any], cfg: WorkerConfig, out: dict[str, Any]) -> None:
+    from .floor import Floor
+
+    with np.load(job["weights"], allow_pickle=False) as data:
+        config = json.loads(str(data["__config__"]))
+        weights = {k: np.asarray(data[k]) for k in data.files if k != "__config__"}
+    floor = Floor(weights, config)
+    out["info"] = {"numpy": np.__version__, "blas_threads": cfg.threads}
+    out["memory"] = {"after_load_mb": maxrss_mb()}
+    wl = job["workload"]
+    src_len = len(wl["latency_source"]) + 1  # + EOS
+    out["step_b1"] = summary(timed(floor.step(1, src_len), wl["step_iters"], max(10, wl["warmup"])))
+    out["encoder"] = {}
+    for b, seqs in wl["passes"].items():
+        S = src_len if int(b) == 1 else max(len(s) for s in seqs[: int(b)]) + 1
+        out["encoder"][b] = summary(timed(floor.encoder(int(b), S), wl["encoder_iters"], max(3, wl["warmup"])))
+    out["decode"] = {}
+    for key, schedule in (job.get("schedule") or {}).items():
+        batch, beam = (int(x) for x in key[1:].split("-beam"))
+        times = timed(floor.replay(schedule), wl["iters"], wl["warmup"])
+        out["decode"][key] = {"batch": batch, "beam": beam, "sentences": len(wl["passes"][str(batch)]),
+                              "tokens": (job.get("tokens") or {}).get(key), "pass": summary(times),
+                              "steps": sum(1 for s in schedule if s[0] == "step")}
+
+
+def measure_quality(job: dict[str, Any], out: dict[str, Any]) -> None:
+    """Translate ``pairs`` ([src ids, ref ids]) with each precision; score them."""
+    from ..runtime import Translator
+    from ..train.metrics import score
+    from ..vocab import EOS_ID
+
+    srcs = [p[0] for p in job["pairs"]]
+    refs = [tuple(p[1]) for p in job["pairs"]]
+    outputs: dict[str, list[tuple[int, ...]]] = {}
+    for precision in job["precisions"]:
+        t = Translator.load(job["bundle"], precision=precision, intra_op_threads=job.get("threads"))
+        t0 = time.perf_counter()
+        hyps = t.translate_ids(srcs, max_batch_size=int(job.get("batch", 64)), max_length=int(job.get("max_length", 200)))
+        seconds = time.perf_counter() - t0
+        outputs[precision] = [tuple(i for i in h[0].ids if i != EOS_ID) for h in hyps]
+        out[precision] = {**score(outputs[precision], refs), "seconds": seconds}
+    first = job["precisions"][0]
+    for precision in job["precisions"][1:]:
+        same = sum(a == b for a, b in zip(outputs[first], outputs[precision]))
+        out[precision][f"identical_to_{first}"] = same / max(1, len(refs))
+
+
+MEASURE = {"torch": measure_torch, "onnxruntime": measure_ort, "floor": measure_floor}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    job = json.loads(Path(args[0]).read_text())
+    out: dict[str, Any] = {"pid": os.getpid(), "loadavg_start": list(os.getloadavg()),
+                           "env": {k: os.environ.get(k) for k in THREAD_VARS}}
+    t0 = time.perf_counter()
+    if job.get("kind") == "quality":
+        measure_quality(job, out)
+    else:
+        cfg = WorkerConfig.from_dict(job["config"])
+        out.update(config=cfg.to_dict(), label=cfg.label)
+        MEASURE[cfg.engine](job, cfg, out)
+        out["memory"]["maxrss_mb"] = maxrss_mb()
+    out["wall_s"] = time.perf_counter() - t0
+    out["loadavg_end"] = list(os.getloadavg())
+    Path(args[1]).write_text(json.dumps(out))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parent side
+def worker_env(threads: int | None) -> dict[str, str]:
+    """The environment of a worker: thread variables set to ``threads`` (removed when None)."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        if threads is None:
+            env.pop(var, None)
+        else:
+            env[var] = str(int(threads))
+    return env
+
+
+def launch(job: dict[str, Any], workdir: Path, name: str, threads: int | None, timeout_s: float) -> dict[str, Any]:
+    """Run one job in a fresh process; its result, or ``{"error": ...}``."""
+    job_path, out_path = workdir / f"{name}.job.json", workdir / f"{name}.out.json"
+    job_path.write_text(json.dumps(job))
+    out_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "s2s_export.bench.workers", str(job_path), str(out_path)]
+    try:
+        proc = subprocess.run(cmd, env=worker_env(threads), capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    if proc.returncode != 0 or not out_path.is_file():
+        tail = " | ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
+        return {"error": f"exit {proc.returncode}: {tail[:600]}"}
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

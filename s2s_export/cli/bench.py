@@ -1,0 +1,80 @@
+"""``s2s bench BUNDLE --model MODEL.pt``: PyTorch eager vs the runtime (ONNX Runtime FP32 and
+INT8 when the bundle has it) vs the numpy BLAS floor, each configuration in a fresh process.
+
+Inputs: the lines of ``--inputs FILE`` (tokenized with the bundle's source tokenizer), else
+``--sentences``-many random id sequences of ``--src-len MIN,MAX`` tokens (seeded). Prints the
+table (medians [p10-p90]), the search loop's overhead and the targets; ``--json FILE`` writes
+the full result (every worker's timings, machine, versions, date). Timings on a busy machine are
+noisy: keep it quiet, and compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import handle_errors
+
+
+@handle_errors
+def bench(
+    bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
+    model: Path = typer.Option(..., "--model", help="the checkpoint the bundle was exported from (PyTorch baseline)"),
+    batch: str = typer.Option("1,32", "--batch", help="batch sizes (comma-separated)"),
+    beam: str = typer.Option("1,5", "--beam", help="beam sizes (comma-separated; 1 = greedy)"),
+    threads: str = typer.Option("1,2", "--threads", help="thread counts to measure (comma-separated)"),
+    iters: int = typer.Option(5, "--iters", help="timed decode passes per configuration"),
+    warmup: int = typer.Option(1, "--warmup", help="untimed passes first"),
+    rounds: int = typer.Option(1, "--rounds", help="runs of every configuration (alternating order; best round kept)"),
+    step_iters: int = typer.Option(200, "--step-iters", help="timed decoder steps (per-step latency)"),
+    encoder_iters: int = typer.Option(50, "--encoder-iters", help="timed encoder runs"),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", "-i", help="source sentences, one per line"),
+    sentences: int = typer.Option(16, "--sentences", help="sentences per pass at batch 1 (and random inputs)"),
+    src_len: str = typer.Option("8,24", "--src-len", help="random inputs: MIN,MAX tokens"),
+    max_length: int = typer.Option(200, "--max-length", help="maximum output tokens"),
+    max_length_ratio: Optional[float] = typer.Option(None, "--max-length-ratio", help="maximum output / source length"),
+    no_tuning: bool = typer.Option(False, "--no-tuning", help="skip the oneDNN on/off torch grid"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the full result here"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Benchmark BUNDLE against PyTorch eager and the BLAS floor (see the module docstring)."""
+    from ..bench import BenchSpec, markdown, run_bench, summarize
+    from ..bench.configs import combos, parse_ints, random_sources
+    from ..bundle import load_manifest
+    from ..errors import BadInputError
+    from ..vocab import Vocab, tokenize, tokenizer_kinds
+    from .translate import read_inputs
+
+    if not model.is_file():
+        raise BadInputError(f"checkpoint {model} does not exist", "pass --model MODEL.pt (the exported checkpoint)")
+    manifest = load_manifest(bundle)
+    if inputs is not None:
+        vocab, (kind, _) = Vocab(tuple(manifest.src_vocab)), tokenizer_kinds(manifest.tokenizer)
+        sources = [vocab.encode(tokenize(t, kind)) for t in read_inputs(None, inputs) if t.strip()]
+    else:
+        lo, hi = (parse_ints(src_len, "src-len") + (0,))[:2]
+        sources = random_sources(len(manifest.src_vocab), max(sentences, 64), lo, hi or lo, seed=0)
+    limit = manifest.max_src_len - 1  # EOS is appended
+    sources = [s[:limit] for s in sources]
+    spec = BenchSpec(bundle=bundle, model=model, sources=sources, name=bundle.name,
+                     combos=combos(parse_ints(batch, "batch"), parse_ints(beam, "beam")),
+                     threads=parse_ints(threads, "threads"), torch_grid=not no_tuning, iters=iters, warmup=warmup, rounds=rounds,
+                     step_iters=step_iters, encoder_iters=encoder_iters, sentences=sentences,
+                     max_length=max_length, max_length_ratio=max_length_ratio).validate()
+    log = (lambda _: None) if quiet else (lambda line: typer.echo(line, err=True))
+    result = run_bench(spec, log=log)
+    summary = summarize(result)
+    typer.echo(markdown(summary))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"result": result, "summary": summary}, indent=1))
+        typer.echo(f"wrote {json_out}", err=True)
+    if summary["failed"]:
+        raise typer.Exit(4)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
