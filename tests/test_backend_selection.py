@@ -64,3 +64,31 @@ def test_cli_verbose_names_the_backend(bundle: Path, capsys: pytest.CaptureFixtu
     out, err = capsys.readouterr()
     assert exit_info.value.code == 0 and out.strip() == "cba"
     assert err.strip() == "backend: onnxruntime"
+
+
+def test_io_binding_path_equals_plain_run(bundle: Path) -> None:
+    """The OrtValue + IO-binding code (what the CUDA provider runs) gives the CPU path's results,
+    state included, over beam search with batch shrinking and attention."""
+    from s2s_export.runtime.backends.onnxruntime import OnnxRuntimeBackend, graph_files
+
+    manifest = Translator.load(bundle).manifest
+    enc, step = graph_files(bundle, manifest, "fp32")
+    plain = Translator(manifest, OnnxRuntimeBackend(enc, step, manifest.io), bundle)
+    bound = Translator(manifest, OnnxRuntimeBackend(enc, step, manifest.io, io_binding=True), bundle)
+    assert bound.backend.io_binding and not plain.backend.io_binding
+    words = ["abc", "hgfedcba", "", "jj", "abcdef"]
+    for beam in (1, 3):
+        a = plain.translate(words, beam_size=beam, n_best=beam, return_attention=True)
+        b = bound.translate(words, beam_size=beam, n_best=beam, return_attention=True)
+        for x, y in zip(a, b):
+            assert [h.ids for h in x] == [h.ids for h in y]
+            assert all(abs(h.score - g.score) < 1e-6 for h, g in zip(x, y))
+            assert all((h.attention == g.attention).all() for h, g in zip(x, y))  # type: ignore[union-attr]
+    import numpy as np
+
+    src, lengths = np.array([[4, 5, 2], [6, 2, 0]]), np.array([3, 2])
+    for backend in (plain.backend, bound.backend):
+        backend.encode(src, lengths)
+        backend.step(np.array([1, 1]), np.array([1, 0]))
+    sa, sb = plain.backend.state(), bound.backend.state()  # type: ignore[attr-defined]
+    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
