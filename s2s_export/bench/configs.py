@@ -106,6 +106,7 @@ class BenchSpec:
     max_length_ratio: float | None = None
     latency_source: list[int] | None = None
     timeout_s: float = 1800.0
+    trust_pickle: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "BenchSpec":

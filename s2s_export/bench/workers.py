@@ -97,7 +97,7 @@ class TorchEngine:
             torch.set_num_threads(cfg.threads)
         if cfg.mkldnn is not None:
             torch.backends.mkldnn.enabled = bool(cfg.mkldnn)  # type: ignore[assignment]
-        self.model = load_checkpoint(job["model"]).model.eval()
+        self.model = load_checkpoint(job["model"], trust_pickle=job.get("trust_pickle", False)).model.eval()
         self.info = {"torch_threads": torch.get_num_threads(), "mkldnn": bool(torch.backends.mkldnn.enabled),
                      "torch": torch.__version__}
 
@@ -147,9 +147,10 @@ class Probe:
             self._patch(backend, name, self._backend_call(name, getattr(backend, name)))
         for attr in ("encoder", "step_session"):
             sess = getattr(backend, attr, None)
-            if sess is not None and hasattr(sess, "run_with_iobinding"):
-                self._patch(sess, "run_with_iobinding", self._graph_call(sess.run_with_iobinding))
-        self.has_graph_timing = any(name == "run_with_iobinding" for _, name in self._patched)
+            for run in ("run", "run_with_iobinding"):  # the CPU path runs, devices bind
+                if sess is not None and hasattr(sess, run):
+                    self._patch(sess, run, self._graph_call(getattr(sess, run)))
+        self.has_graph_timing = any(name in ("run", "run_with_iobinding") for _, name in self._patched)
 
     def _patch(self, obj: Any, name: str, fn: Call) -> None:
         setattr(obj, name, fn)

@@ -39,6 +39,8 @@ def bench(
     no_tuning: bool = typer.Option(False, "--no-tuning", help="skip the oneDNN on/off torch grid"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the full result here"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                      help="allow checkpoints with pickled objects (runs their code)"),
 ) -> None:
     """Benchmark BUNDLE against PyTorch eager and the BLAS floor (see the module docstring)."""
     from ..bench import BenchSpec, markdown, run_bench, summarize
@@ -63,7 +65,8 @@ def bench(
                      combos=combos(parse_ints(batch, "batch"), parse_ints(beam, "beam")),
                      threads=parse_ints(threads, "threads"), torch_grid=not no_tuning, iters=iters, warmup=warmup, rounds=rounds,
                      step_iters=step_iters, encoder_iters=encoder_iters, sentences=sentences,
-                     max_length=max_length, max_length_ratio=max_length_ratio).validate()
+                     max_length=max_length, max_length_ratio=max_length_ratio,
+                     trust_pickle=trust_pickle).validate()
     log = (lambda _: None) if quiet else (lambda line: typer.echo(line, err=True))
     result = run_bench(spec, log=log)
     summary = summarize(result)
