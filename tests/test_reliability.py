@@ -652,3 +652,32 @@ def test_soak_script_small_corpus(bundle: Path, monkeypatch: pytest.MonkeyPatch)
     assert soak.judge(flat, 400, 0.1, 0.10, 16.0)[0] == "flat"
     assert soak.judge(leak, 400, 0.1, 0.10, 16.0)[0] == "grew"
     assert soak.judge(flat[:5], 400, 0.1, 0.10, 16.0)[0] == "inconclusive"
+
+
+@pytest.mark.parametrize("argv", [["s2s-export", "MODEL", "-o", "OUT"], ["s2s", "train", "--preset", "luong-dot",
+                                                                         "--task", "reverse", "-o", "OUT"]])
+def test_missing_torch_names_the_install_command(argv: list[str], tmp_path: Path) -> None:
+    """A runtime-only install has no torch: commands that need it say how to install it."""
+    import subprocess
+    import sys
+
+    argv = [a.replace("MODEL", str(ROOT / "examples" / "g2p.pt")).replace("OUT", str(tmp_path / "out"))
+            for a in argv]
+    entry = "s2s_export.cli.export" if argv[0] == "s2s-export" else "s2s_export.cli.main"
+    code = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+from {entry} import main
+sys.argv = {argv!r}
+main()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: torch is not installed; install it: pip install torch==2.13.0 --index-url "
+        "https://download.pytorch.org/whl/cpu && pip install 's2s-export[export]'"]
+    assert not (tmp_path / "out").exists()

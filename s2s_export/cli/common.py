@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 import click
 import typer
 
-from ..errors import BadInputError, S2SError
+from ..errors import BadInputError, EXTRAS, S2SError, missing_dependency
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +45,10 @@ def _one_line(exc: BaseException) -> str:
 
 def unexpected(exc: Exception) -> S2SError:
     """An exception outside the tree as one ``S2SError``: an OS error (disk full, permission
-    denied, ...) is bad input (exit 4); anything else is reported as a bug (exit 1)."""
+    denied, ...) is bad input (exit 4); a missing optional package names its install command
+    (exit 2); anything else is reported as a bug (exit 1)."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        return missing_dependency(exc.name or "")
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return BadInputError(f"{where}{exc.strerror or _one_line(exc)}",
