@@ -181,6 +181,9 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         if attn is not None:
             attn = np.concatenate([attn, res.attn[:, None]], axis=1)  # type: ignore[index]
         done = (tok == EOS_ID) | (t + 1 >= max_len[rows])
+        tokens, reorder = tok, np.arange(len(rows))
+        if not done.any():
+            continue
         for i in np.flatnonzero(done):
             s = rows[i]
             results[s] = [Result(hist[i].tolist(), float(score[i]) / opts.penalty(t + 1),
@@ -188,11 +191,10 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         live = np.flatnonzero(~done)
         if live.size == 0:
             break
+        backend.keep(live)  # finished rows leave the batch
         tokens, reorder = tok[live], live
-        if live.size < len(rows):  # finished rows leave the batch
-            backend.keep(live)
-            rows, hist, score = rows[live], hist[live], score[live]
-            attn = None if attn is None else attn[live]
+        rows, hist, score = rows[live], hist[live], score[live]
+        attn = None if attn is None else attn[live]
     return results
 
 
