@@ -31,6 +31,7 @@ from .graphio import BundleIO
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+GRAPHS = ("encoder", "decoder_step")  # the two graphs of every precision (keys of graphs[precision])
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

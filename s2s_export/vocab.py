@@ -19,6 +19,12 @@ Tokenizer = Literal["char", "word"]
 TOKENIZERS = ("char", "word")
 
 
+def content_ids(vocab_size: int) -> tuple[int, int]:
+    """[lo, hi) of the ids random test sources may use: the ordinary tokens after the specials,
+    or UNK alone when the vocabulary has nothing but the specials."""
+    return (len(SPECIALS), vocab_size) if vocab_size > len(SPECIALS) else (UNK_ID, UNK_ID + 1)
+
+
 def tokenizer_kinds(spec: str) -> tuple[str, str]:
     """Source and target tokenizer of a spec: ``"char"``, ``"word"`` (both sides) or
     ``"SRC:TGT"`` (e.g. ``"char:word"`` for g2p: letters in, space-separated phonemes out)."""

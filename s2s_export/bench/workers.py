@@ -222,10 +222,10 @@ class OrtEngine:
 
     @staticmethod
     def _pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        from ..runtime import Translator
+        from ..runtime.translator import pad_sources
         from ..vocab import EOS_ID
 
-        return Translator._pad([list(s) + [EOS_ID] for s in seqs])
+        return pad_sources([list(s) + [EOS_ID] for s in seqs])
 
     def encoder_call(self, seqs: list[list[int]]) -> Call:
         src, lengths = self._pad(seqs)

@@ -42,7 +42,10 @@ def bench(
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
 ) -> None:
-    """Benchmark BUNDLE against PyTorch eager and the BLAS floor (see the module docstring)."""
+    """Benchmark BUNDLE against PyTorch eager and the numpy BLAS floor; print a markdown table.
+
+    ONNX Runtime FP32 (and INT8 when the bundle has it), each configuration in a fresh process.
+    Exit 4 when a configuration fails."""
     from ..bench import BenchSpec, markdown, run_bench, summarize
     from ..bench.configs import combos, parse_ints, random_sources
     from ..bundle import load_manifest

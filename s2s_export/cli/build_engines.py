@@ -24,8 +24,10 @@ def register(app: typer.Typer) -> None:
         opt_src_len: Optional[int] = typer.Option(None, "--opt-src-len", help="source length TensorRT tunes for"),
         verbose: bool = typer.Option(False, "--verbose", help="TensorRT's verbose log"),
     ) -> None:
-        """Build FP16 TensorRT engines (strongly typed) for this GPU and TensorRT version and record
-        them in the bundle. Exit 2 when TensorRT or a GPU is missing here."""
+        """Build BUNDLE's FP16 TensorRT engines for this GPU and TensorRT version.
+
+        The engines (strongly typed) are recorded in the bundle's manifest.
+        Exit 2 when TensorRT or a GPU is missing here."""
         from ..tensorrt.builder import build_engines
 
         entries = build_engines(bundle, max_batch=max_batch, max_src_len=max_src_len,

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 import click
 import typer
 
-from ..errors import BadInputError, EXTRAS, S2SError, missing_dependency
+from ..errors import BadInputError, EXTRAS, S2SError, missing_dependency, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,10 +39,6 @@ def report(error: S2SError) -> None:
         typer.echo(f"error: {problem}", err=True)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
-
-
 def unexpected(exc: Exception) -> S2SError:
     """An exception outside the tree as one ``S2SError``: an OS error (disk full, permission
     denied, ...) is bad input (exit 4); a missing optional package names its install command
@@ -51,9 +47,9 @@ def unexpected(exc: Exception) -> S2SError:
         return missing_dependency(exc.name or "")
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        return BadInputError(f"{where}{exc.strerror or _one_line(exc)}",
+        return BadInputError(f"{where}{exc.strerror or one_line(exc)}",
                              "check the path and its permissions, and free disk space")
-    return S2SError(f"unexpected {type(exc).__name__}: {_one_line(exc)}",
+    return S2SError(f"unexpected {type(exc).__name__}: {one_line(exc)}",
                     f"this is a bug: rerun with {DEBUG_ENV}=1 for the traceback and report it")
 
 

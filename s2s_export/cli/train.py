@@ -21,7 +21,7 @@ def train_command(
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint to write (model.pt)"),
     steps: int = typer.Option(1000, help="training steps (batches)"),
     seed: int = typer.Option(0, help="seed for the weights and the batch order"),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: int = typer.Option(64, "--batch-size", help="training pairs per step"),
     lr: float = typer.Option(3e-3, help="Adam learning rate (decays to lr/10 over the 2nd half)"),
     teacher_forcing: float = typer.Option(1.0, "--teacher-forcing", help="probability of feeding the gold token"),
     emb: Optional[int] = typer.Option(None, "--emb", help="override emb_size"),

@@ -59,16 +59,9 @@ def read_inputs(texts: Optional[list[str]], input_file: Optional[Path]) -> list[
 
 def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
     """Heatmap of ``attn`` [T,S]: source tokens ``xs`` (S) across, output tokens ``ys`` (T) down."""
-    from ..errors import MissingDependencyError
+    from ..verify.report import require_matplotlib
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib is not installed (needed by --plot-attention)",
-                                     "pip install matplotlib (or 's2s-export[dev]')") from None
+    plt = require_matplotlib("--plot-attention")
     fig, ax = plt.subplots(figsize=(max(3.0, 0.4 * len(xs) + 1.5), max(3.0, 0.4 * len(ys) + 1.0)))
     im = ax.imshow(attn, cmap="viridis", aspect="auto", vmin=0.0)
     ax.set_xticks(range(len(xs)), labels=xs, rotation=90)
@@ -108,7 +101,7 @@ def translate_command(
                                      "onnxruntime-cuda or tensorrt"),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="fp32, fp16 or int8 graphs (default: the backend's own)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="say which backend and precision run"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="say which backend runs (on stderr)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default min(4, cores))"),
     plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
 ) -> None:

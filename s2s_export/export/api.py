@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..bundle import Manifest, atomic_dir
+from ..bundle import GRAPHS, Manifest, atomic_dir
 from ..errors import BadInputError, UnsupportedError, UsageError
 from ..graphio import BundleIO
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds
@@ -39,7 +39,7 @@ from .onnx import EXPORTER, MIN_OPSET, export_graph
 from .spec import EXAMPLE, discover, make_sources
 from .wrap import EncoderGraph, StepGraph
 
-FP32_GRAPHS = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+FP32_GRAPHS = {g: f"{g}.onnx" for g in GRAPHS}
 
 
 @dataclass
@@ -108,9 +108,8 @@ def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bo
     return _Source(model, config, None, None, "char")
 
 
-def _vocab_size(model: nn.Module, side: str, given: Sequence[str] | None) -> int | None:
-    if given is not None:
-        return len(given)
+def _vocab_size(model: nn.Module, side: str) -> int | None:
+    """``config.<side>_vocab_size`` (a dict or an object) or ``model.<side>_vocab_size``."""
     for owner in (getattr(model, "config", None), model):
         size = owner.get(f"{side}_vocab_size") if isinstance(owner, dict) else getattr(owner, f"{side}_vocab_size", None)
         if isinstance(size, int):
@@ -207,7 +206,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     specials = _check_specials(model)
     src_tokens = _tokens(src_vocab, "source") or src.src_vocab
     tgt_tokens = _tokens(tgt_vocab, "target") or src.tgt_vocab
-    src_size = len(src_tokens) if src_tokens else _vocab_size(model, "src", None)
+    src_size = len(src_tokens) if src_tokens else _vocab_size(model, "src")
     if src_size is None:
         raise UsageError("cannot tell the model's source vocabulary size",
                          "pass src_vocab=[...] or give the model a src_vocab_size attribute")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ParityError, Problem
+from ..errors import ParityError, Problem, one_line
 from ..graphio import BundleIO
 from ..verify import compare as _cmp
 from ..verify.tolerances import DEFAULT, DEFAULTS
@@ -87,9 +87,8 @@ def _run(sess: Any, graph: str, names: list[str], feeds: dict[str, np.ndarray]) 
     except Exception as exc:  # onnxruntime raises its own exception types
         size = (f"batch {feeds['src'].shape[0]}, src_len {feeds['src'].shape[1]}" if "src" in feeds
                 else f"batch {feeds['tokens'].shape[0]}")
-        detail = " ".join(str(exc).split())[:300]
         raise ParityError(
-            f"parity failed: the {graph} graph does not run at {size} ({detail})",
+            f"parity failed: the {graph} graph does not run at {size} ({one_line(exc)})",
             "the model must not turn tensor sizes into Python numbers (int(x.shape[i]), .item(), "
             "loops over a size): the traced graph then only works at the export example's size") from None
 

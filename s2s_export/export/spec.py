@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import BadInputError
 from ..graphio import BATCH, SRC_LEN, Axis, TensorSpec
+from ..vocab import content_ids as _content_ids
 
 DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64",
           torch.int32: "int32", torch.bool: "bool"}
@@ -39,7 +40,7 @@ def content_ids(vocab_size: int) -> tuple[int, int]:
     """[lo, hi) of token ids usable as ordinary tokens (not pad/bos/eos)."""
     if vocab_size <= 3:
         raise contract_error(f"vocabulary of size {vocab_size} has no room for ordinary tokens")
-    return (4, vocab_size) if vocab_size > 4 else (3, 4)
+    return _content_ids(vocab_size)
 
 
 def make_sources(lengths: Sequence[int], src_len: int, vocab_size: int, eos_id: int, pad_id: int,

@@ -11,11 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..bundle import atomic_dir, load_manifest
-from ..errors import BadInputError, BundleError
+from ..bundle import GRAPHS, atomic_dir, load_manifest
+from ..errors import BadInputError, BundleError, one_line
 
 OP_TYPES = ("MatMul", "Gemm", "LSTM", "GRU")
-GRAPHS = ("encoder", "decoder_step")
 
 
 def quantize_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -52,8 +51,7 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
             except OSError:
                 raise  # disk full, permissions: atomic_dir reports it (nothing changed)
             except Exception as exc:  # noqa: BLE001 - onnx/ORT raise many types on a bad graph
-                detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-                raise BadInputError(f"quantizing {fp32[g]} failed ({detail})",
+                raise BadInputError(f"quantizing {fp32[g]} failed ({one_line(exc)})",
                                     "re-export the bundle with s2s-export and try again") from None
         manifest.graphs["int8"] = entry
         manifest.save(tmp)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import BadInputError, CheckpointError, Problem, S2SError
+from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
@@ -130,7 +130,6 @@ def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     try:
         model.load_state_dict(data["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{path}: config and weights do not match ({detail})",
+        raise CheckpointError(f"{path}: config and weights do not match ({one_line(exc)})",
                               "use the config the weights were trained with") from None
     return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta", {})))

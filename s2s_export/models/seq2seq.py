@@ -15,13 +15,15 @@ disagree.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from .attention import make_attention
+from .attention import Attention, make_attention
 from .config import ModelConfig
 
 
@@ -65,15 +67,15 @@ class Seq2Seq(nn.Module):
 
         n_attn = 0 if cfg.attention == "none" else (L if cfg.placement == "layerwise" else 1)
         prefix = (lambda l: f"l{l}_") if cfg.placement == "layerwise" else (lambda l: "")
-        self.attn = nn.ModuleList(
-            make_attention(cfg.attention, prefix(l), H, M, cfg.heads, cfg.window) for l in range(n_attn))
-        ctx = self.attn[0].context_size if n_attn else 0
+        attns = [make_attention(cfg.attention, prefix(l), H, M, cfg.heads, cfg.window) for l in range(n_attn)]
+        self.attn = nn.ModuleList(attns)
+        ctx = attns[0].context_size if attns else 0
         # first layer input: E y_{t-1} [; h̃_{t-1}] [; c_t (query 'pre')]
         first_in = cfg.emb_size + (H if cfg.input_feeding else 0) + (ctx if cfg.query == "pre" and n_attn else 0)
         cell = nn.LSTMCell if cfg.cell == "lstm" else nn.GRUCell
         self.cells = nn.ModuleList(cell(first_in if l == 0 else H, H) for l in range(L))
         # attentional vector tanh(W_c [c; h]) (one per attention)
-        self.combine = nn.ModuleList(nn.Linear(a.context_size + H, H, bias=False) for a in self.attn)
+        self.combine = nn.ModuleList(nn.Linear(a.context_size + H, H, bias=False) for a in attns)
         self.generator = nn.Linear(H, cfg.tgt_vocab_size)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -85,7 +87,7 @@ class Seq2Seq(nn.Module):
         emb = self.dropout(self.src_emb(src))  # [B,S,E]
         packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.encoder(packed)
-        h_n, c_n = final if cfg.cell == "lstm" else (final, None)
+        h_n, c_n = final if cfg.cell == "lstm" else (final, None)  # [Le*dirs,B,He] each
         src_mask = torch.arange(S, device=src.device).unsqueeze(0) < src_lengths.unsqueeze(1)  # [B,S]
         static: dict[str, Tensor] = {"src_mask": src_mask}
         memory, _ = pad_packed_sequence(out, batch_first=True)  # [B,max_len,M]
@@ -98,11 +100,11 @@ class Seq2Seq(nn.Module):
         if cfg.attention in ("local-m", "local-p"):
             static["src_len"] = src_lengths.to(memory.dtype)  # [B]
         for a in self.attn:
-            static.update(a.precompute(memory))
+            static.update(cast(Attention, a).precompute(memory))
 
         state: dict[str, Tensor] = {"h": self._bridge(h_n, self.bridge_h if cfg.bridge == "linear" else None)}
         if cfg.cell == "lstm":
-            state["c"] = self._bridge(c_n, self.bridge_c if cfg.bridge == "linear" else None)
+            state["c"] = self._bridge(cast(Tensor, c_n), self.bridge_c if cfg.bridge == "linear" else None)
         if cfg.input_feeding:
             state["feed"] = h_n.new_zeros(B, cfg.dec_hidden)  # h̃_0 = 0
         if cfg.attention == "local-m":
@@ -149,10 +151,10 @@ class Seq2Seq(nn.Module):
         out = x
         for l, cell in enumerate(self.cells):
             if cfg.cell == "lstm":
-                hl, cl = lstm_cell(x, h[:, l], c[:, l], cell)  # type: ignore[index]
+                hl, cl = lstm_cell(x, h[:, l], c[:, l], cast(nn.LSTMCell, cell))  # type: ignore[index]
                 new_c.append(cl)
             else:
-                hl = gru_cell(x, h[:, l], cell)
+                hl = gru_cell(x, h[:, l], cast(nn.GRUCell, cell))
             new_h.append(hl)
             out = hl
             if cfg.placement == "layerwise":

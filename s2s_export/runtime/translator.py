@@ -60,6 +60,15 @@ class Hypothesis:
     attention: np.ndarray | None = None
 
 
+def pad_sources(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Source id lists (EOS included) -> src [B,S] int64 padded with PAD, lengths [B] int64."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    src = np.full((len(seqs), int(lengths.max())), PAD_ID, dtype=np.int64)
+    for row, s in zip(src, seqs):
+        row[: len(s)] = s
+    return src, lengths
+
+
 def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str | None,
                  intra_op_threads: int | None) -> Backend:
     """The backend ``name`` (see ``BACKENDS`` and ``LOADERS``)."""
@@ -163,7 +172,7 @@ class Translator:
         out: list[list[Hypothesis]] = [[] for _ in sources]
         for start in range(0, len(order), batch):
             chunk = order[start:start + batch]
-            src, lengths = self._pad([sources[i] for i in chunk])
+            src, lengths = pad_sources([sources[i] for i in chunk])
             with self._lock:  # the backend holds this batch's state until the search returns
                 results = search(self.backend, src, lengths, opts)
             for i, res in zip(chunk, results):
@@ -193,15 +202,6 @@ class Translator:
             sources.append(seq)
         return sources
 
-    @staticmethod
-    def _pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """-> src [B,S] int64 padded with PAD, lengths [B] int64."""
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        src = np.full((len(seqs), int(lengths.max())), PAD_ID, dtype=np.int64)
-        for row, s in zip(src, seqs):
-            row[: len(s)] = s
-        return src, lengths
-
     def _hypothesis(self, r: Result) -> Hypothesis:
         tokens = self.tgt_vocab.decode(r.ids, strip=True)
         return Hypothesis(list(r.ids), tokens, detokenize(tokens, self.tgt_tokenizer), r.score, r.attention)
@@ -211,4 +211,4 @@ class Translator:
                 f"topk={self.backend.topk})")
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "LOADERS", "Hypothesis", "Translator", "load_backend"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "LOADERS", "Hypothesis", "Translator", "load_backend", "pad_sources"]

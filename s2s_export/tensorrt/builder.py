@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Manifest, atomic_dir, load_manifest
+from ..bundle import GRAPHS, Manifest, atomic_dir, load_manifest
 from ..errors import BundleError, Problem, UnsupportedError, UsageError
 from ..graphio import GraphSpec
 from .compat import TOPK_MAX_K, check_trt_compat
 
-GRAPHS = ("encoder", "decoder_step")
 DEFAULT_WORKSPACE_MB = 1024
 BUILD_HINT = ("build the engines on the target device (Jetson or GPU server) with TensorRT >= 10 "
               "and cuda-python installed (pip install 's2s-export[gpu]'; JetPack ships TensorRT): "

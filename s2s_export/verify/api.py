@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import BadInputError, ParityError, Problem, UsageError
 from .compare import QUANTILE, REL_FLOOR
 from .inputs import VerifyInputs
+from .report import run_label, step_label
 from .tolerances import Tolerances, defaults
 
 FIX = ("the report (--html) shows where the bundle leaves PyTorch; re-export the bundle, or loosen "
@@ -107,14 +108,14 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
         trajectories = [r[0][0] for r in ref_greedy]
         teacher = teacher_forced(model, be, sources, trajectories, tol, batch_size=batch_size)
         lp_tol = tol.of("log_probs")
-        common = dict(max_length=max_length, tie_margin=tol.tie_margin, min_exact=tol.min_exact,
+        common: dict[str, Any] = dict(max_length=max_length, tie_margin=tol.tie_margin, min_exact=tol.min_exact,
                       score_tol=lp_tol, batch_size=batch_size)
         greedy, greedy_raw = free_running(model, translator, sources, beam_size=1, reference=ref_greedy,
-                                          return_attention=True, **common)  # type: ignore[arg-type]
+                                          return_attention=True, **common)
         runs = [("greedy", greedy, greedy_raw)]
         if beam_size > 1:
             beam, beam_raw = free_running(model, translator, sources, beam_size=beam_size,
-                                          **common)  # type: ignore[arg-type]
+                                          **common)
             runs.append(("beam", beam, beam_raw))
     finally:
         torch.set_num_threads(threads_before)
@@ -149,17 +150,15 @@ def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
     for key, r in teacher["outputs"].items():
         if r["ok"]:
             continue
-        where = r["first_failing_step"]
-        at = "the initial state" if where == "encoder" else f"step {where}"
         out.append(f"teacher-forced check failed for {key}: max abs error {_fmt(r['max_abs'])} (atol "
-                   f"{r['atol']:g}), max rel error {_fmt(r['max_rel'])} (rtol {r['rtol']:g}), first at {at}"
+                   f"{r['atol']:g}), max rel error {_fmt(r['max_rel'])} (rtol {r['rtol']:g}), first at "
+                   f"{step_label(r['first_failing_step'])}"
                    + (f" ({r['detail']})" if "detail" in r else ""))
     first = teacher.get("first_failure")
     if first is not None:
-        at = "the initial state" if first["step"] == "encoder" else f"step {first['step']}"
-        out.insert(0, f"first failure: {first['output']} at {at}, sentence {first['sentence']}")
+        out.insert(0, f"first failure: {first['output']} at {step_label(first['step'])}, sentence {first['sentence']}")
     for name, s in runs:
-        label = "greedy" if name == "greedy" else f"beam {s['beam_size']}"
+        label = run_label(name, s)
         if s["agreement"] < s["min_exact"] - 1e-12:
             d = next((m for m in s["mismatches"] if not m["near_tie"]), None)
             first_txt = "" if d is None else (

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BadInputError, UsageError
-from ..vocab import EOS_ID, Vocab, tokenize
+from ..vocab import EOS_ID, Vocab, content_ids, tokenize
 
 RANDOM_MAX_LEN = 16
 
@@ -102,7 +102,7 @@ def random_sources(src_vocab: Vocab, max_src_len: int, limit: int, seed: int = 0
     limit = _limit(limit)
     rng = np.random.default_rng(seed)
     hi = max(1, min(RANDOM_MAX_LEN, max_src_len))
-    lo_id, hi_id = (4, len(src_vocab)) if len(src_vocab) > 4 else (3, 4)
+    lo_id, hi_id = content_ids(len(src_vocab))
     sources = []
     for _ in range(limit):
         n = int(rng.integers(1, hi + 1))

@@ -46,8 +46,20 @@ def _quality(q: dict[str, Any]) -> str:
     return f"BLEU vs PyTorch {q['agreement_bleu']:.2f}"
 
 
-def _run_label(name: str, s: dict[str, Any]) -> str:
+def run_label(name: str, s: dict[str, Any]) -> str:
+    """``greedy`` or ``beam N`` for a free-running section ``s`` named ``name``."""
     return "greedy" if name == "greedy" else f"beam {s['beam_size']}"
+
+
+def step_label(step: int | str) -> str:
+    """Where a teacher-forced figure comes from: ``the initial state`` (``"encoder"``) or ``step t``."""
+    return "the initial state" if step == "encoder" else f"step {step}"
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    """``ok``, ``FAIL at the initial state`` or ``FAIL from step t`` of one output's figures."""
+    where = r["first_failing_step"]
+    return "ok" if r["ok"] else ("FAIL at the initial state" if where == "encoder" else f"FAIL from step {where}")
 
 
 def _divergence(m: dict[str, Any]) -> str:
@@ -79,18 +91,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"  {'output':<{width}}  {'max abs':>8}  {'max rel':>8}  {'p99 abs':>8}  {'atol':>7}  "
                  f"{'rtol':>7}  result")
     for key, r in tf["outputs"].items():
-        where = r["first_failing_step"]
-        verdict = "ok" if r["ok"] else ("FAIL at the initial state" if where == "encoder" else f"FAIL from step {where}")
         lines.append(f"  {key:<{width}}  {_g(r['max_abs']):>8}  {_g(r['max_rel']):>8}  {_g(r['p99_abs']):>8}  "
-                     f"{r['atol']:>7g}  {r['rtol']:>7g}  {verdict}")
+                     f"{r['atol']:>7g}  {r['rtol']:>7g}  {_verdict(r)}")
     first = tf.get("first_failure")
     if first:
-        at = "the initial state" if first["step"] == "encoder" else f"step {first['step']}"
-        lines.append(f"  first failure: {first['output']} at {at}, sentence {first['sentence']} "
+        lines.append(f"  first failure: {first['output']} at {step_label(first['step'])}, sentence {first['sentence']} "
                      f"(max abs {first['max_abs']:.3g}, atol {first['atol']:g})")
     lines += ["", "free-running (runtime search vs PyTorch reference search)"]
     for name, s in report["free_running"].items():
-        lines.append(f"  {_run_label(name, s):<7} identical {s['exact']}/{s['sentences']}, near ties "
+        lines.append(f"  {run_label(name, s):<7} identical {s['exact']}/{s['sentences']}, near ties "
                      f"{s['near_ties']}, diverging {s['divergent']}: {s['agreement']:.1%} (min "
                      f"{s['min_exact']:.0%}) {'ok' if s['agreement'] >= s['min_exact'] - 1e-12 else 'FAIL'}; "
                      f"score diff {s['max_score_diff']:.2g}{'' if s['scores_ok'] else ' FAIL'}; "
@@ -126,15 +135,16 @@ def _write(path: Path, text: str) -> None:
         raise BadInputError(f"cannot write {path} ({exc.strerror})", "choose a writable path") from None
 
 
-def require_matplotlib() -> Any:
-    """``matplotlib.pyplot`` (Agg backend) or ``MissingDependencyError``."""
+def require_matplotlib(needed_by: str = "--html") -> Any:
+    """``matplotlib.pyplot`` (Agg backend) or ``MissingDependencyError`` naming the option
+    that needs it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError("matplotlib is not installed (needed by --html)",
+        raise MissingDependencyError(f"matplotlib is not installed (needed by {needed_by})",
                                      "pip install matplotlib (or 's2s-export[dev]')") from None
     return plt
 
@@ -236,15 +246,12 @@ def html_page(report: dict[str, Any], example: dict[str, Any], plt: Any) -> str:
                  "own state." + (f" Note: {e(tf['note'])}" if tf.get("note") else "") + "</p><table>")
     parts.append(_row(["output", "max abs", "max rel", "p99 abs", "atol", "rtol", "result"], header=True))
     for key, r in tf["outputs"].items():
-        where = r["first_failing_step"]
-        res = "ok" if r["ok"] else ("FAIL at the initial state" if where == "encoder" else f"FAIL from step {where}")
-        parts.append(_row([key, _g(r["max_abs"]), _g(r["max_rel"]), _g(r["p99_abs"]), r["atol"], r["rtol"], res],
+        parts.append(_row([key, _g(r["max_abs"]), _g(r["max_rel"]), _g(r["p99_abs"]), r["atol"], r["rtol"], _verdict(r)],
                           classes=["", "n", "n", "n", "n", "n", "ok" if r["ok"] else "fail"]))
     parts.append("</table>")
     first = tf.get("first_failure")
     if first:
-        at = "the initial state" if first["step"] == "encoder" else f"step {first['step']}"
-        parts.append(f"<p class='fail'>First failure: {e(first['output'])} at {e(at)}, sentence "
+        parts.append(f"<p class='fail'>First failure: {e(first['output'])} at {e(step_label(first['step']))}, sentence "
                      f"{first['sentence']} (max abs {first['max_abs']:.3g}, atol {first['atol']:g}).</p>")
     if tf["per_step"]:
         parts.append(f"<img alt='error per step' src='data:image/png;base64,{error_plot(report, plt)}'>")
@@ -253,7 +260,7 @@ def html_page(report: dict[str, Any], example: dict[str, Any], plt: Any) -> str:
                        "quality (PyTorch → bundle)"], header=True))
     for name, s in report["free_running"].items():
         ok = s["agreement"] >= s["min_exact"] - 1e-12
-        parts.append(_row([_run_label(name, s), f"{s['exact']}/{s['sentences']}", s["near_ties"], s["divergent"],
+        parts.append(_row([run_label(name, s), f"{s['exact']}/{s['sentences']}", s["near_ties"], s["divergent"],
                            f"{s['agreement']:.1%} ({s['min_exact']:.0%})", f"{s['max_score_diff']:.2g}",
                            _quality(s["quality"])],
                           classes=["", "n", "n", "n", "ok" if ok else "fail", "n" if s["scores_ok"] else "fail", ""]))
@@ -261,7 +268,7 @@ def html_page(report: dict[str, Any], example: dict[str, Any], plt: Any) -> str:
     for name, s in report["free_running"].items():
         if not s["mismatches"]:
             continue
-        parts.append(f"<h3>{e(_run_label(name, s))}: differences</h3><table>")
+        parts.append(f"<h3>{e(run_label(name, s))}: differences</h3><table>")
         parts.append(_row(["sentence", "source", "PyTorch", "bundle", "step", "tokens (PyTorch / bundle)", "margin",
                            "score gap", "verdict"], header=True))
         for m in s["mismatches"][:200]:
@@ -286,5 +293,5 @@ def write_html(report: dict[str, Any], example: dict[str, Any], path: str | os.P
     _write(Path(path), html_page(report, example, require_matplotlib()))
 
 
-__all__ = ["attention_plot", "error_plot", "html_page", "require_matplotlib", "summary_lines", "write_html",
-           "write_json"]
+__all__ = ["attention_plot", "error_plot", "html_page", "require_matplotlib", "run_label", "step_label",
+           "summary_lines", "write_html", "write_json"]

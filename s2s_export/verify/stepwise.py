@@ -29,20 +29,12 @@ import numpy as np
 from ..errors import BundleError
 from ..graphio import next_name
 from ..runtime.backends.base import Backend, StateAccess
-from ..vocab import BOS_ID, PAD_ID
+from ..runtime.translator import pad_sources as pad  # the runtime's batching, exactly
+from ..vocab import BOS_ID
 from .compare import REL_FLOOR, Accumulator, failing_rows
 from .tolerances import Tolerances
 
 STEP_OUTPUTS = ("attn", "log_probs", "topk_log_probs", "topk_ids")
-
-
-def pad(sources: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """-> src [B,S] int64 padded with PAD, lengths [B] int64."""
-    lengths = np.array([len(s) for s in sources], dtype=np.int64)
-    src = np.full((len(sources), int(lengths.max())), PAD_ID, dtype=np.int64)
-    for row, s in zip(src, sources):
-        row[: len(s)] = s
-    return src, lengths
 
 
 class _Output:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, require
+from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require
 from ...graphio import BundleIO, next_name
 from .base import StepResult
 
@@ -31,11 +31,6 @@ DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
 def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
 
 
 def session_options(ort: Any, intra_op_threads: int | None = None, spinning: bool = False) -> Any:
@@ -95,7 +90,7 @@ class OnnxRuntimeBackend:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
         except Exception as exc:  # ORT raises several pybind11 types (InvalidProtobuf, Fail, ...)
             raise BundleError(f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX "
-                              f"graph: {_one_line(exc)})", "re-export the bundle") from None
+                              f"graph: {one_line(exc)})", "re-export the bundle") from None
         got_in = [i.name for i in sess.get_inputs()]
         got_out = [o.name for o in sess.get_outputs()]
         # an input the graph does not read may have been pruned by the exporter: it is skipped
@@ -128,7 +123,7 @@ class OnnxRuntimeBackend:
             session.run_with_iobinding(binding)
             return dict(zip(names, binding.get_outputs()))
         except Exception as exc:
-            raise BadInputError(f"ONNX Runtime failed running the {what} ({_one_line(exc)})",
+            raise BadInputError(f"ONNX Runtime failed running the {what} ({one_line(exc)})",
                                 "check the inputs (token ids within the vocabulary, lengths >= 1)") from None
 
     # ------------------------------------------------------------------ protocol

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...bundle import Manifest
+from ...bundle import GRAPHS, Manifest
 from ...errors import BadInputError, BundleError, UnsupportedError
 from ...graphio import GraphSpec, TensorSpec, next_name
 from ...tensorrt.builder import cuda_check, gpu_info, import_cudart, import_tensorrt, trt_version
@@ -41,7 +41,6 @@ from .base import StepResult
 if TYPE_CHECKING:  # for the annotations only: the module imports tensorrt inside functions
     import tensorrt as trt
 
-GRAPHS = ("encoder", "decoder_step")
 MAX_CUDA_GRAPHS = 64
 H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
 
