@@ -107,8 +107,9 @@ def test_plot_attention(bundle: Path, tmp_path: Path, capsys, monkeypatch) -> No
     assert len(out.splitlines()) == 2 and f"wrote {png}" in err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    code, _, err = run([str(bundle), "abcd", "--plot-attention", str(tmp_path / "b.png")], capsys, monkeypatch)
+    code, out, err = run([str(bundle), "abcd", "--plot-attention", str(tmp_path / "b.png")], capsys, monkeypatch)
     assert code == 2 and "pip install matplotlib" in err and len(err.strip().splitlines()) == 1
+    assert out == ""  # refused before translating anything
 
 
 @pytest.mark.parametrize("argv,code,message", [

@@ -117,6 +117,10 @@ def translate_command(
         from ..errors import ConfigError
 
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
+    if plot is not None:  # a missing matplotlib fails before any work, not after the output
+        from ..verify.report import require_matplotlib
+
+        require_matplotlib("--plot-attention")
     inputs = read_inputs(texts, input_file)
     translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=threads)
     if verbose:
