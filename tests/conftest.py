@@ -25,6 +25,8 @@ imports torch keep working in the same session.
 from __future__ import annotations
 
 import functools
+import io
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,3 +85,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
         return cache[key]
 
     return make
+
+
+def run_cli(entry: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+            stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run a console script's ``main()`` in-process (``entry``: ``s2s`` or ``s2s-export``):
+    (exit code, stdout, stderr)."""
+    if entry == "s2s-export":
+        from s2s_export.cli.export import main
+    else:
+        from s2s_export.cli.main import main
+    monkeypatch.setattr(sys, "argv", [entry, *argv])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err

@@ -3,7 +3,6 @@ the attention plot; exit codes with one-line messages."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
+from conftest import run_cli  # noqa: E402
 from s2s_export.runtime import Translator  # noqa: E402
 
 TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the same model as test_runtime / test_reference
@@ -41,16 +41,7 @@ def translator(bundle: Path) -> Translator:
 def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         stdin: bytes | None = None) -> tuple[int, str, str]:
     """``s2s translate ...`` in-process: (exit code, stdout, stderr)."""
-    from s2s_export.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["s2s", "translate", *argv])
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main()
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+    return run_cli("s2s", ["translate", *argv], capsys, monkeypatch, stdin)
 
 
 def texts(translator: Translator, inputs: list[str], **kw: Any) -> list[str]:

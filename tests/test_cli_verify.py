@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import run_cli  # noqa: E402
 from s2s_export.bundle import load_manifest  # noqa: E402
 
 torch.set_num_threads(1)
@@ -25,14 +26,7 @@ TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the model of test_verify /
 def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
         ) -> tuple[int, str, str]:
     """``s2s verify ...`` in-process: (exit code, stdout, stderr)."""
-    from s2s_export.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["s2s", "verify", *argv])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main()
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+    return run_cli("s2s", ["verify", *argv], capsys, monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import importlib.util
-import io
 import json
 import os
 import random
@@ -33,6 +32,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import run_cli  # noqa: E402
 from s2s_export.bundle import Manifest, load_manifest  # noqa: E402
 from s2s_export.errors import BundleError  # noqa: E402
 from s2s_export.runtime import Translator  # noqa: E402
@@ -67,19 +67,7 @@ def translator(bundle: Path) -> Translator:
 
 def cli(entry: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         stdin: bytes | None = None) -> tuple[int, str, str]:
-    """Run a console script's ``main()`` in-process: (exit code, stdout, stderr)."""
-    if entry == "s2s-export":
-        from s2s_export.cli.export import main
-    else:
-        from s2s_export.cli.main import main
-    monkeypatch.setattr(sys, "argv", [entry, *argv])
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main()
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+    return run_cli(entry, argv, capsys, monkeypatch, stdin)
 
 
 def one_error(err: str, *needles: str) -> str:
