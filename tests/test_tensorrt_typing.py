@@ -111,6 +111,20 @@ def test_builder_and_runtime_type_check(mypy_setup: Path) -> None:
     assert code == 0, out
 
 
+# the start of a TensorRT 10 build function, shared by the right and wrong programs below
+PREAMBLE = textwrap.dedent("""\
+        import tensorrt as trt
+
+
+        def build() -> None:
+            logger = trt.Logger(trt.Logger.WARNING)
+            builder = trt.Builder(logger)
+            network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            config = builder.create_builder_config()
+            profile = builder.create_optimization_profile()
+""")
+
+
 @pytest.mark.parametrize("snippet, expected", [
     ("builder.build_engine(network, config)", '"Builder" has no attribute "build_engine"'),
     ("context.execute_async_v2([], 0)", '"IExecutionContext" has no attribute "execute_async_v2"'),
@@ -123,20 +137,11 @@ def test_builder_and_runtime_type_check(mypy_setup: Path) -> None:
 def test_wrong_api_use_is_rejected(mypy_setup: Path, tmp_path: Path, snippet: str, expected: str) -> None:
     """The same setup rejects calls the TensorRT 10 API does not have."""
     f = tmp_path / "wrong.py"
-    f.write_text(textwrap.dedent("""\
-        import tensorrt as trt
-
-
-        def build() -> None:
-            logger = trt.Logger(trt.Logger.WARNING)
-            builder = trt.Builder(logger)
-            network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-            config = builder.create_builder_config()
-            profile = builder.create_optimization_profile()
-            engine = trt.Runtime(logger).deserialize_cuda_engine(b"")
-            context = engine.create_execution_context()
-            {snippet}
-        """).format(snippet=snippet))
+    f.write_text(PREAMBLE + textwrap.indent(textwrap.dedent("""\
+        engine = trt.Runtime(logger).deserialize_cuda_engine(b"")
+        context = engine.create_execution_context()
+        {snippet}
+        """).format(snippet=snippet), "    "))
     code, out = _mypy(mypy_setup, [str(f)])
     assert code != 0 and expected in out, out
 
@@ -144,16 +149,7 @@ def test_wrong_api_use_is_rejected(mypy_setup: Path, tmp_path: Path, snippet: st
 def test_correct_api_use_passes(mypy_setup: Path, tmp_path: Path) -> None:
     """...and accepts the same program written against the real API (the check is not vacuous)."""
     f = tmp_path / "right.py"
-    f.write_text(textwrap.dedent("""\
-        import tensorrt as trt
-
-
-        def build() -> None:
-            logger = trt.Logger(trt.Logger.WARNING)
-            builder = trt.Builder(logger)
-            network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-            config = builder.create_builder_config()
-            profile = builder.create_optimization_profile()
+    f.write_text(PREAMBLE + textwrap.indent(textwrap.dedent("""\
             profile.set_shape("src", trt.Dims([1, 1]), trt.Dims([2, 2]), trt.Dims([3, 3]))
             config.add_optimization_profile(profile)
             plan = builder.build_serialized_network(network, config)
@@ -161,6 +157,6 @@ def test_correct_api_use_passes(mypy_setup: Path, tmp_path: Path) -> None:
             context = engine.create_execution_context()
             context.set_input_shape("src", (1, 1))
             context.execute_async_v3(0)
-        """))
+        """), "    "))
     code, out = _mypy(mypy_setup, [str(f)])
     assert code == 0, out
