@@ -170,3 +170,31 @@ def test_html_without_matplotlib_exits_2_before_any_work(files: dict[str, Path],
                           "--html", str(tmp_path / "r.html")], capsys, monkeypatch)
     assert code == 2 and "matplotlib is not installed" in err and len(err.splitlines()) == 1
     assert not rep.exists() and out == ""
+
+
+def test_fp16_bundle_passes_under_its_tolerances_with_real_fp16_figures(files: dict[str, Path], tmp_path: Path,
+                                                                         capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An FP16 bundle gets the looser fp16 report, and the fidelity of real float16 arithmetic
+    (onnx.reference; ONNX Runtime on the CPU computes float16 in float32) is reported too."""
+    import json
+
+    from s2s_export.tensorrt.builder import add_tensorrt
+    from s2s_export.verify.tolerances import defaults
+
+    bundle = tmp_path / "fp16"
+    shutil.copytree(files["bundle"], bundle)
+    add_tensorrt(bundle, build=False)  # the FP16 graphs, no engines
+    report = tmp_path / "r.json"
+    code, out, err = run([str(bundle), "--model", str(files["model"]), "--data", str(files["data"]),
+                          "--precision", "fp16", "--limit", "10", "--beam", "1", "--report", str(report)],
+                         capsys, monkeypatch)
+    assert code == 0, out + err
+    r = json.loads(report.read_text())
+    assert r["precision"] == "fp16" and r["passed"]
+    assert r["tolerances"] == json.loads(json.dumps(defaults("fp16").to_dict())) | {
+        k: r["tolerances"][k] for k in ("rel_floor", "quantile")}
+    assert defaults("fp16").of("log_probs")[0] > defaults("fp32").of("log_probs")[0]
+    real = r["fp16_real_arithmetic"]
+    assert real["sentences"] == 8 and real["steps"] > 0
+    assert real["top1_agreement"] >= 0.9 and 0 < real["max_logprob_error_topk"] < 0.1
+    assert "real float16 arithmetic" in out

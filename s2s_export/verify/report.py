@@ -109,6 +109,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"          {_divergence(m)}")
         if len(s["mismatches"]) > len(listed):
             lines.append(f"          ... {len(s['mismatches']) - len(listed)} more in the JSON report")
+    real = report.get("fp16_real_arithmetic")
+    if real:
+        lines += ["", f"fp16 with real float16 arithmetic ({real['evaluator']}; informational, "
+                  f"{real['sentences']} sentences, {real['steps']} steps) vs fp32: top-1 agreement "
+                  f"{real['top1_agreement']:.1%}, greedy exact match {real['exact_match']:.1%}, max top-k "
+                  f"log-prob error {_g(real['max_logprob_error_topk'])}"]
     lines += ["", f"result: {'PASSED' if report['passed'] else 'FAILED'}"]
     return lines
 
