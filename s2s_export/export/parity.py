@@ -167,13 +167,12 @@ def check_greedy(bundle_dir: Path, model: nn.Module, src_ids: list[list[int]], m
     (``verify.freerun.free_running``): the ids must be identical except at near ties, and each
     score (a sum of ``len`` log-probs) within ``atol * len + rtol * |score|`` of the reference."""
     from ..runtime import Translator
-    from ..verify.freerun import free_running
+    from ..verify.freerun import first_mismatch, free_running
 
     translator = Translator.load(bundle_dir, backend="onnxruntime", verify_hashes=False, intra_op_threads=1)
     run, _ = free_running(model, translator, src_ids, beam_size=1, max_length=max_length,
                           tie_margin=TIE_MARGIN, min_exact=1.0, score_tol=(atol, rtol))
-    mism = run["mismatches"]
-    first = next((m for m in mism if not m["near_tie"]), mism[0] if mism else None)  # a real one first
+    first = first_mismatch(run["mismatches"])
     return {"sentences": run["sentences"], "identical": run["exact"], "near_ties": run["near_ties"],
             "max_length": max_length, "max_score_diff": run["max_score_diff"],
             "first_difference": None if first is None else {

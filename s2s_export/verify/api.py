@@ -199,8 +199,9 @@ def _example(translator: Any, sources: list[list[int]], greedy: dict[str, Any], 
              ) -> dict[str, Any]:
     """The example the HTML report draws: the first real greedy divergence, else the first
     near tie, else sentence 0."""
-    mism = greedy["mismatches"]
-    pick = next((m for m in mism if not m["near_tie"]), mism[0] if mism else None)
+    from .freerun import first_mismatch
+
+    pick = first_mismatch(greedy["mismatches"])
     i = pick["sentence"] if pick else 0
     src = translator.src_vocab.decode(sources[i], strip=False)
     tgt = translator.tgt_vocab.tokens

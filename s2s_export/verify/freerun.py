@@ -137,6 +137,11 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
     return section, raw
 
 
+def first_mismatch(mismatches: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The mismatch to show first: the first real divergence, else the first near tie."""
+    return next((m for m in mismatches if not m["near_tie"]), mismatches[0] if mismatches else None)
+
+
 def quality(pytorch: Sequence[Sequence[str]], backend: Sequence[Sequence[str]],
             references: Sequence[Sequence[str]] | None, g2p: bool) -> dict[str, Any]:
     """Token-level quality of both sides (see the module docstring)."""
@@ -159,4 +164,4 @@ def quality(pytorch: Sequence[Sequence[str]], backend: Sequence[Sequence[str]],
     return out
 
 
-__all__ = ["classify", "first_difference", "free_running", "quality"]
+__all__ = ["classify", "first_difference", "first_mismatch", "free_running", "quality"]
