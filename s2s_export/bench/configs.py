@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
+from ..vocab import SPECIALS
 
 ENGINES = ("torch", "onnxruntime", "floor")
 DEFAULT_COMBOS = ((1, 1), (32, 5))  # (batch, beam): greedy batch 1, beam 5 batch 32
-FIRST_ID = 4  # ids below are the specials (pad, bos, eos, unk)
+FIRST_ID = len(SPECIALS)  # ids below are the specials (pad, bos, eos, unk)
 
 # The NMT-sized reference model of the published table (random weights: speed only).
 NMT_CONFIG: dict[str, Any] = dict(
