@@ -103,10 +103,15 @@ def test_plan_order_and_labels() -> None:
     spec = BenchSpec(bundle=Path("b"), model=Path("m"), sources=[[5]], threads=(1, 2))
     labels = [c.label for c in plan(spec)]
     assert labels == ["torch default", "torch 1t onednn", "torch 1t no-onednn", "torch 2t onednn",
-                      "torch 2t no-onednn", "ort fp32 1t", "ort fp32 2t", "ort fp32 2t spin", "ort int8 1t",
-                      "ort int8 2t", "ort int8 2t spin", "floor 1t", "floor 2t"]
+                      "torch 2t no-onednn", "ort fp32 1t", "ort fp32 2t", "ort fp32 2t spin-step",
+                      "ort fp32 2t spin-all", "ort int8 1t", "ort int8 2t", "ort int8 2t spin-step",
+                      "ort int8 2t spin-all", "floor 1t", "floor 2t"]
     assert "ort int8 1t" not in [c.label for c in plan(spec, int8=False)]
     assert WorkerConfig.from_dict(WorkerConfig("torch", 2, mkldnn=False).to_dict()).label == "torch 2t no-onednn"
+    # results files written before the spinning policies (spin was a bool: all sessions spun)
+    old = {"engine": "onnxruntime", "threads": 2, "precision": "fp32", "mkldnn": None}
+    assert WorkerConfig.from_dict({**old, "spin": True}).label == "ort fp32 2t spin-all"
+    assert WorkerConfig.from_dict({**old, "spin": False}).label == "ort fp32 2t"
 
 
 def test_rounds_keep_each_figures_best_round() -> None:
@@ -200,10 +205,13 @@ def test_ort_engine_spinning_variant(tiny: dict[str, Any]) -> None:
 
     wl = {"max_length": 12, "max_length_ratio": None}
     plain = OrtEngine({"bundle": str(tiny["bundle"])}, WorkerConfig("onnxruntime", 1))
-    spin = OrtEngine({"bundle": str(tiny["bundle"])}, WorkerConfig("onnxruntime", 2, precision="int8", spin=True))
-    opts = spin.backend.step_session.get_session_options()
-    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
-    assert opts.intra_op_num_threads == 2 and spin.info["spinning"] is True
+    spin = OrtEngine({"bundle": str(tiny["bundle"])}, WorkerConfig("onnxruntime", 2, precision="int8", spin="all"))
+    for session in (spin.backend.encoder, spin.backend.step_session):
+        opts = session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert opts.intra_op_num_threads == 2 and spin.info["spinning"] == "all"
+    off = plain.backend.step_session.get_session_options()
+    assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # configs say "off"
     assert len(spin.translate(tiny["sources"], 4, 1, wl)) == len(plain.translate(tiny["sources"], 4, 1, wl))
     del spin
 

@@ -52,6 +52,8 @@ def test_text_arguments(bundle: Path, translator: Translator, capsys, monkeypatc
     code, out, err = run([str(bundle), "abc", "hgfe", "--threads", "1"], capsys, monkeypatch)
     assert code == 0, err
     assert out.splitlines() == texts(translator, ["abc", "hgfe"]) == ["cba", "efgh"]
+    code, out, err = run([str(bundle), "abc", "hgfe", "--threads", "2", "--spinning", "off"], capsys, monkeypatch)
+    assert code == 0 and out.splitlines() == ["cba", "efgh"], err
 
 
 def test_file_with_progress_and_batches(bundle: Path, translator: Translator, tmp_path: Path,

@@ -232,6 +232,8 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
      1, ("no_repeat_ngram_size must be >= 0",)),
     ("threads-zero", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--threads", "0"],
      1, ("intra_op_threads must be >= 1",)),
+    ("spinning-unknown", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--spinning", "always"],
+     1, ("spinning 'always' is unknown", "off, step, all")),
     ("n-best-zero", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--n-best", "0"], 1, ("n_best 0",)),
     ("beam-not-a-number", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--beam", "wide"],
      1, ("--beam", "see 's2s translate --help'")),

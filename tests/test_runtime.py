@@ -17,6 +17,7 @@ import pytest
 
 from s2s_export.errors import BadInputError, BundleError, ConfigError, UnsupportedError, UsageError
 from s2s_export.runtime import Hypothesis, Translator
+from s2s_export.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from s2s_export.vocab import EOS_ID, UNK_ID, tokenize
 
 torch = pytest.importorskip("torch")
@@ -233,16 +234,33 @@ def test_backends(general: tuple[Any, Path, Translator], monkeypatch: pytest.Mon
     assert Translator.load(path, backend="auto").backend.name == "onnxruntime"
 
 
+def spins(session: Any) -> bool:
+    return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
 def test_session_options(general: tuple[Any, Path, Translator]) -> None:
-    _, path, _ = general
+    _, path, translator = general
+    inputs = texts()
     backend: Any = Translator.load(path, intra_op_threads=2).backend
     for session in (backend.encoder, backend.step_session):
         so = session.get_session_options()
         assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
-        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert session.get_providers() == ["CPUExecutionProvider"]
+    # default "step": only the decoder step's threads busy-wait; "off" / "all": none / both
+    assert backend.spinning == "step" and spins(backend.step_session) and not spins(backend.encoder)
+    want = [[(h.ids, h.score) for h in hyps] for hyps in translator.translate(inputs, beam_size=2)]
+    for policy, expected in (("off", (False, False)), ("all", (True, True))):
+        other = Translator.load(path, intra_op_threads=2, spinning=policy)
+        assert (spins(other.backend.encoder), spins(other.backend.step_session)) == expected  # type: ignore[attr-defined]
+        got = other.translate(inputs, beam_size=2)
+        assert [[(h.ids, h.score) for h in hyps] for hyps in got] == want
     with pytest.raises(UsageError, match="intra_op_threads"):
         Translator.load(path, intra_op_threads=0)
+    with pytest.raises(UsageError, match="spinning 'yes' is unknown.*off, step, all"):
+        Translator.load(path, spinning="yes")
+    with pytest.raises(ConfigError, match="spinning 'on' is unknown"):
+        OnnxRuntimeBackend(path / "encoder.onnx", path / "decoder_step.onnx", translator.manifest.io,
+                           spinning="on")
 
 
 def test_corrupted_and_tampered_bundles(general: tuple[Any, Path, Translator], tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ Worker configurations (``plan``), in the order they run:
 * ``torch`` for every thread count x oneDNN (``torch.backends.mkldnn.enabled``) on/off: the
   tuning grid; the best setting per figure is the honest baseline;
 * ``onnxruntime`` FP32 (and INT8 when the bundle has int8 graphs) for every thread count, and
-  for more than one thread also with spinning threads (``spin``: the runtime's default keeps
-  idle threads from busy-waiting, which is kind to a shared machine but makes every parallel
-  region pay a wake-up; a dedicated machine can spin);
+  for more than one thread with each spinning policy (``spin``: ``off``, idle threads sleep
+  and every parallel region pays a wake-up; ``step``, the runtime's default, the decoder step's
+  threads busy-wait between steps; ``all``, the encoder's too);
 * ``floor`` for every thread count: the step's matrix products as numpy BLAS calls.
 
 Torch-free (the harness process never imports torch: torch lives in the workers only).
@@ -44,13 +44,14 @@ class WorkerConfig:
     ``threads``: intra-op threads (torch.set_num_threads / ORT intra_op_num_threads / BLAS),
     also exported as OMP/MKL/OPENBLAS_NUM_THREADS; ``None`` = library defaults (torch status
     quo only). ``mkldnn``: torch's oneDNN switch (``None`` = as shipped). ``precision``: the
-    bundle graphs, ``spin``: ORT intra-op threads busy-wait (onnxruntime only)."""
+    bundle graphs, ``spin``: which ORT sessions' intra-op threads busy-wait (onnxruntime only:
+    ``off``, ``step`` or ``all``, see ``runtime.backends.base.SPINNING``)."""
 
     engine: str
     threads: int | None
     precision: str = "fp32"
     mkldnn: bool | None = None
-    spin: bool = False
+    spin: str = "off"
 
     @property
     def label(self) -> str:
@@ -60,7 +61,7 @@ class WorkerConfig:
             onednn = "" if self.mkldnn is None else (" onednn" if self.mkldnn else " no-onednn")
             return f"torch {self.threads}t{onednn}"
         if self.engine == "onnxruntime":
-            return f"ort {self.precision} {self.threads}t{' spin' if self.spin else ''}"
+            return f"ort {self.precision} {self.threads}t{'' if self.spin == 'off' else ' spin-' + self.spin}"
         return f"floor {self.threads}t"
 
     @property
@@ -72,6 +73,8 @@ class WorkerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkerConfig":
+        if isinstance(d.get("spin"), bool):  # results written before the spinning policies
+            d = {**d, "spin": "all" if d["spin"] else "off"}
         return cls(**d)
 
 
@@ -169,7 +172,8 @@ def plan(spec: BenchSpec, int8: bool = True) -> list[WorkerConfig]:
         for t in spec.threads:
             configs.append(WorkerConfig("onnxruntime", t, precision=precision))
             if t > 1 and spec.ort_spin:
-                configs.append(WorkerConfig("onnxruntime", t, precision=precision, spin=True))
+                configs += [WorkerConfig("onnxruntime", t, precision=precision, spin=policy)
+                            for policy in ("step", "all")]
     configs += [WorkerConfig("floor", t) for t in spec.threads]
     return configs
 

@@ -205,17 +205,8 @@ class OrtEngine:
 
         from ..runtime import Translator
 
-        if cfg.spin:  # Translator.load has no spinning switch: the same backend, built here
-            from ..bundle import load_manifest
-            from ..runtime.backends.onnxruntime import OnnxRuntimeBackend, graph_files
-
-            manifest = load_manifest(job["bundle"])
-            encoder, step = graph_files(Path(job["bundle"]), manifest, cfg.precision)
-            backend = OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=cfg.threads, spinning=True)
-            self.translator = Translator(manifest, backend, job["bundle"])
-        else:
-            self.translator = Translator.load(job["bundle"], backend="onnxruntime", precision=cfg.precision,
-                                              intra_op_threads=cfg.threads)
+        self.translator = Translator.load(job["bundle"], backend="onnxruntime", precision=cfg.precision,
+                                          intra_op_threads=cfg.threads, spinning=cfg.spin)
         self.backend = self.translator.backend
         self.info = {"onnxruntime": onnxruntime.__version__, "intra_op_threads": cfg.threads,
                      "precision": cfg.precision, "spinning": cfg.spin}

@@ -103,6 +103,10 @@ def translate_command(
                                             help="fp32, fp16 or int8 graphs (default: the backend's own)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="say which backend runs (on stderr)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default min(4, cores))"),
+    spinning: str = typer.Option("step", "--spinning",
+                                 help="ONNX Runtime threads busy-wait between runs: step (default, the decoder "
+                                      "step's; fastest on a dedicated machine), off (machine shared with other "
+                                      "busy processes) or all"),
     plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
 ) -> None:
     """Translate TEXT arguments, a file or stdin with a bundle (one output line per input)."""
@@ -122,7 +126,8 @@ def translate_command(
 
         require_matplotlib("--plot-attention")
     inputs = read_inputs(texts, input_file)
-    translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=threads)
+    translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=threads,
+                                 spinning=spinning)
     if verbose:
         typer.echo(f"backend: {translator.backend.name}", err=True)
 

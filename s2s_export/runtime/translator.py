@@ -31,12 +31,12 @@ import numpy as np
 from ..bundle import Manifest, load_manifest
 from ..errors import BadInputError, ConfigError, UnsupportedError, UsageError
 from ..vocab import EOS_ID, PAD_ID, Vocab, detokenize, tokenize, tokenizer_kinds
-from .backends.base import Backend
+from .backends.base import DEFAULT_SPINNING, SPINNING, Backend
 from .search import Result, SearchOptions, search
 
 # backend name -> (module in backends/, loader function); a loader takes
-# (bundle_dir, manifest, precision, intra_op_threads) and raises UnsupportedError when it cannot
-# run on this machine. precision None = the backend's own (TensorRT fp16, ONNX Runtime fp32).
+# (bundle_dir, manifest, precision, intra_op_threads, spinning) and raises UnsupportedError when
+# it cannot run on this machine (thread settings that do not apply to it are ignored). precision None = the backend's own (TensorRT fp16, ONNX Runtime fp32).
 LOADERS = {
     "onnxruntime": ("onnxruntime", "load_backend"),
     "onnxruntime-cuda": ("onnxruntime", "load_cuda_backend"),
@@ -70,7 +70,7 @@ def pad_sources(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str | None,
-                 intra_op_threads: int | None) -> Backend:
+                 intra_op_threads: int | None, spinning: str = DEFAULT_SPINNING) -> Backend:
     """The backend ``name`` (see ``BACKENDS`` and ``LOADERS``)."""
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}", f"use one of: {', '.join(BACKENDS)}")
@@ -78,7 +78,7 @@ def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str
         reasons = []
         for candidate in AUTO_ORDER:
             try:
-                return load_backend(candidate, bundle_dir, manifest, precision, intra_op_threads)
+                return load_backend(candidate, bundle_dir, manifest, precision, intra_op_threads, spinning)
             except UnsupportedError as exc:
                 reasons.append(f"{candidate}: {exc}")
         raise UnsupportedError(f"no backend can run here ({'; '.join(reasons)})",
@@ -89,7 +89,7 @@ def load_backend(name: str, bundle_dir: Path, manifest: Manifest, precision: str
         raise UnsupportedError(f"the {name} backend is not part of this installation",
                                "use --backend onnxruntime")
     loader: Callable[..., Backend] = getattr(importlib.import_module(module), function)
-    return loader(bundle_dir, manifest, precision, intra_op_threads)
+    return loader(bundle_dir, manifest, precision, intra_op_threads, spinning)
 
 
 class Translator:
@@ -106,19 +106,26 @@ class Translator:
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike[str], backend: str = "onnxruntime", precision: str | None = None,
-             intra_op_threads: int | None = None, verify_hashes: bool = True) -> "Translator":
+             intra_op_threads: int | None = None, spinning: str = DEFAULT_SPINNING,
+             verify_hashes: bool = True) -> "Translator":
         """Read ``manifest.json`` (checking every file's sha256 unless ``verify_hashes`` is off)
         and start the backend (``auto``: the first of ``AUTO_ORDER`` that runs here; its name is
         ``translator.backend.name``). ``precision``: ``fp32``, ``fp16`` or ``int8`` graphs;
-        None = the backend's own (TensorRT: fp16 engines, ONNX Runtime: fp32)."""
+        None = the backend's own (TensorRT: fp16 engines, ONNX Runtime: fp32). ONNX Runtime's CPU
+        threads: ``intra_op_threads`` (default min(4, cores)) and ``spinning``: ``step`` (default:
+        the step session's threads busy-wait between steps, fastest on a dedicated machine),
+        ``off`` (kindest to a machine shared with other busy processes) or ``all``."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
         if intra_op_threads is not None and int(intra_op_threads) < 1:
             raise UsageError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
                              "pass a positive thread count (or leave it unset)")
+        if spinning not in SPINNING:
+            raise UsageError(f"spinning {spinning!r} is unknown", f"use one of: {', '.join(SPINNING)}")
         bundle_dir = Path(bundle_dir)
         manifest = load_manifest(bundle_dir, verify=verify_hashes)
-        return cls(manifest, load_backend(backend, bundle_dir, manifest, precision, intra_op_threads), bundle_dir)
+        return cls(manifest, load_backend(backend, bundle_dir, manifest, precision, intra_op_threads, spinning),
+                   bundle_dir)
 
     # ------------------------------------------------------------------ public API
     def translate(self, texts: Sequence[str], beam_size: int = 1, n_best: int = 1, max_batch_size: int = 64,

@@ -23,6 +23,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# Loader settings for ONNX Runtime's CPU threads (other backends ignore them): which sessions'
+# intra-op threads busy-wait between runs (see backends/onnxruntime.py).
+SPINNING = ("off", "step", "all")
+DEFAULT_SPINNING = "step"
+
 
 @dataclass
 class StepResult:

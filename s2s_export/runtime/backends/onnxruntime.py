@@ -9,9 +9,14 @@ when asked) come to the host. On the CPU the same values are numpy arrays passed
 benchmarks/). ``keep`` gathers static rows on the host and re-wraps them: it runs only when
 the batch layout changes, not every step.
 
-Session defaults for small machines: ``intra_op_threads`` = min(4, cpu count), one inter-op
-thread, spinning off (``session.intra_op.allow_spinning = 0``: idle threads do not busy-wait
-and starve other processes), all graph optimizations. No custom-op library is ever loaded.
+Session defaults: ``intra_op_threads`` = min(4, cpu count), one inter-op thread, all graph
+optimizations, and ``spinning="step"``: the decoder-step session's pool threads busy-wait
+between runs (a step comes every ~0.1-1 ms; a sleeping pool pays a wake-up in every parallel
+operator), the encoder's sleep (two spinning pools oversubscribe a small machine: every few
+steps one stalls for a scheduler tick). Measured in benchmarks/README.md: on a quiet 2-core
+machine "step" beats "off" 1.2-2x in greedy decoding and beats "all"; on a machine shared with
+other busy processes use ``spinning="off"`` (it degrades least there). No custom-op library is
+ever loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 
 from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require
 from ...graphio import BundleIO, next_name
-from .base import StepResult
+from .base import DEFAULT_SPINNING, SPINNING, StepResult
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -54,10 +59,12 @@ class OnnxRuntimeBackend:
     def __init__(self, encoder_path: str | os.PathLike[str], step_path: str | os.PathLike[str],
                  io: BundleIO, intra_op_threads: int | None = None,
                  providers: Sequence[Any] = DEFAULT_PROVIDERS, device: str = "cpu",
-                 spinning: bool = False, io_binding: bool | None = None) -> None:
+                 spinning: str = DEFAULT_SPINNING, io_binding: bool | None = None) -> None:
         if intra_op_threads is not None and int(intra_op_threads) < 1:
             raise BadInputError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
                                 "pass a positive thread count, or None for the default")
+        if spinning not in SPINNING:
+            raise ConfigError(f"spinning {spinning!r} is unknown", f"use one of: {', '.join(SPINNING)}")
         self.ort: Any = require("onnxruntime", "cpu")
         ort = self.ort
         self.io = io
@@ -66,9 +73,11 @@ class OnnxRuntimeBackend:
         self.io_binding = device != "cpu" if io_binding is None else bool(io_binding)
         self.topk = io.topk
         self.vocab_size = int(io.step.output("log_probs").shape[1])
-        so = session_options(ort, intra_op_threads, spinning)
-        self.encoder = self._session(ort, Path(encoder_path), so, providers, io.encoder)
-        self.step_session = self._session(ort, Path(step_path), so, providers, io.step)
+        self.spinning = spinning
+        self.encoder = self._session(ort, Path(encoder_path), session_options(
+            ort, intra_op_threads, spinning == "all"), providers, io.encoder)
+        self.step_session = self._session(ort, Path(step_path), session_options(
+            ort, intra_op_threads, spinning != "off"), providers, io.step)
         self.static_names = [t.name for t in io.static]
         self.state_names = [t.name for t in io.state]
         self._static: dict[str, Any] = {}  # name -> OrtValue (on device)
@@ -77,6 +86,9 @@ class OnnxRuntimeBackend:
         self._rows = 0
         self._binding = self.step_session.io_binding()
         self._step_inputs = {i.name for i in self.step_session.get_inputs()}
+        self._static_feed: dict[str, Any] = {}  # the static inputs the step graph reads
+        self._next = [(n, next_name(n)) for n in self.state_names]  # state <- next_<state>
+        self._state_feed = [n for n in self.state_names if n in self._step_inputs]
         base = ["topk_log_probs", "topk_ids", *(next_name(n) for n in self.state_names)]
         self._step_outputs = {(full, attn): base + ["log_probs"] * full + ["attn"] * attn
                               for full in (False, True) for attn in (False, True)}
@@ -140,6 +152,7 @@ class OnnxRuntimeBackend:
         outs = self._run(self.encoder, inputs, self.io.encoder.output_names, "encoder")
         self._static = {n: outs[n] for n in self.static_names}
         self._static_host = {}
+        self._static_feed = {n: v for n, v in self._static.items() if n in self._step_inputs}
         self._state = {n: outs[n] for n in self.state_names}
         self._rows = src.shape[0]
 
@@ -150,6 +163,7 @@ class OnnxRuntimeBackend:
             host = np.ascontiguousarray((self._host(value) if host is None else host)[rows])
             self._static_host[name] = host  # keeps the buffer a CPU OrtValue points to alive
             self._static[name] = self._device(host)
+        self._static_feed = {n: v for n, v in self._static.items() if n in self._step_inputs}
         self._rows = len(rows)
 
     def step(self, tokens: np.ndarray, reorder: np.ndarray, full: bool = False,
@@ -159,11 +173,11 @@ class OnnxRuntimeBackend:
         if tokens.shape != (self._rows,) or reorder.shape != (self._rows,):
             raise BadInputError(f"step needs tokens and reorder of {self._rows} rows (got "
                                 f"{tokens.shape} and {reorder.shape})", "call keep() when the batch changes")
-        inputs = {"tokens": self._device(tokens), "reorder": self._device(reorder)}
-        inputs.update((n, v) for n, v in (*self._static.items(), *self._state.items()) if n in self._step_inputs)
-        names = self._step_outputs[full, attn]
-        outs = self._run(self.step_session, inputs, names, "decoder step")
-        self._state = {n: outs[next_name(n)] for n in self.state_names}
+        inputs = {"tokens": self._device(tokens), "reorder": self._device(reorder), **self._static_feed}
+        for name in self._state_feed:
+            inputs[name] = self._state[name]
+        outs = self._run(self.step_session, inputs, self._step_outputs[full, attn], "decoder step")
+        self._state = {n: outs[nxt] for n, nxt in self._next}
         return StepResult(self._host(outs["topk_log_probs"]), self._host(outs["topk_ids"]),
                           self._host(outs["log_probs"]) if full else None,
                           self._host(outs["attn"]) if attn else None)
@@ -188,17 +202,18 @@ def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, 
 
 
 def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
-                 intra_op_threads: int | None = None) -> OnnxRuntimeBackend:
+                 intra_op_threads: int | None = None, spinning: str = DEFAULT_SPINNING) -> OnnxRuntimeBackend:
     """The CPU backend of a bundle (the ``Translator.load`` entry point; precision default fp32)."""
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
-    return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads)
+    return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads, spinning=spinning)
 
 
 CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def load_cuda_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
-                      intra_op_threads: int | None = None) -> OnnxRuntimeBackend:
+                      intra_op_threads: int | None = None,
+                      spinning: str = DEFAULT_SPINNING) -> OnnxRuntimeBackend:
     """ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``): the same IO-binding code
     as on the CPU with ``device="cuda"``, so static and state OrtValues stay on the GPU and only
     the step's top-K (and log_probs/attn when asked) come to the host. Raises
@@ -210,7 +225,7 @@ def load_cuda_backend(bundle_dir: Path, manifest: Any, precision: str | None = "
                                "on a machine with an NVIDIA GPU")
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
     backend = OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads,
-                                 providers=CUDA_PROVIDERS, device="cuda")
+                                 providers=CUDA_PROVIDERS, device="cuda", spinning=spinning)
     if "CUDAExecutionProvider" not in backend.encoder.get_providers():  # ORT fell back to the CPU
         raise UnsupportedError("onnxruntime could not start its CUDA provider (no usable GPU or CUDA "
                                "libraries)", "check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs")

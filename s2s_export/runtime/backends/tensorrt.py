@@ -420,10 +420,11 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def load_backend(bundle_dir: Path, manifest: Manifest, precision: str | None = "fp16",
-                 intra_op_threads: int | None = None, cuda_graph: bool = False) -> TensorRTBackend:
+                 intra_op_threads: int | None = None, spinning: str | None = None,
+                 cuda_graph: bool = False) -> TensorRTBackend:
     """The TensorRT backend of a bundle (``Translator.load`` entry point). The engines are the
     FP16 graphs built on this device (precision ``fp16``, the default); ``intra_op_threads``
-    does not apply."""
+    and ``spinning`` (ONNX Runtime CPU thread settings) do not apply."""
     if precision not in (None, "fp16"):
         raise UnsupportedError(f"the tensorrt backend runs the bundle's FP16 engines, not {precision} graphs",
                                f"pass precision fp16, or backend onnxruntime for the {precision} graphs")
