@@ -32,6 +32,7 @@ from .graphio import BundleIO
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder_step")  # the two graphs of every precision (keys of graphs[precision])
+GREEDY = "greedy"  # optional third key: the fused greedy graph (export/greedy.py; ONNX Runtime only)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

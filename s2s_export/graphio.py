@@ -12,6 +12,9 @@ Encoder:  src [batch,src_len] int64, src_lengths [batch] int64 -> every static, 
 Step:     tokens [batch] int64, reorder [batch] int64, every static, every state
           -> topk_log_probs [batch,K] f32, topk_ids [batch,K] int64, log_probs [batch,V] f32,
              next_<state> for every state, attn [batch,src_len] f32.
+Greedy:   max_lengths [batch] int64, every static, every state (the optional fused greedy graph,
+          export/greedy.py; derived from the step, not stored)
+          -> ids [batch,steps] int64, scores [batch] f64, lengths [batch] int64.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 BATCH, SRC_LEN = "batch", "src_len"
+STEPS = "steps"  # output length axis of the fused greedy graph's ids (never an input axis)
 ROLES = ("input", "static", "state", "output")
 STEP_OUTPUTS = ("topk_log_probs", "topk_ids", "log_probs", "attn")
 
@@ -47,7 +51,7 @@ class TensorSpec:
         return {i: a for i, a in enumerate(self.shape) if isinstance(a, str)}
 
     def concrete(self, batch: int, src_len: int) -> tuple[int, ...]:
-        sizes = {BATCH: batch, SRC_LEN: src_len}
+        sizes = {BATCH: batch, SRC_LEN: src_len}  # inputs only (STEPS is an output axis)
         return tuple(sizes[a] if isinstance(a, str) else a for a in self.shape)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +119,15 @@ class BundleIO:
     @property
     def state(self) -> list[TensorSpec]:
         return [t for t in self.encoder.outputs if t.role == "state"]
+
+    @property
+    def greedy(self) -> GraphSpec:
+        """The fused greedy graph's IO (see the module docstring)."""
+        inputs = (TensorSpec("max_lengths", "int64", (BATCH,), "input"), *self.static, *self.state)
+        outputs = (TensorSpec("ids", "int64", (BATCH, STEPS), "output"),
+                   TensorSpec("scores", "float64", (BATCH,), "output"),
+                   TensorSpec("lengths", "int64", (BATCH,), "output"))
+        return GraphSpec("greedy", inputs, outputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder.to_dict(), "decoder_step": self.step.to_dict(), "topk": self.topk}

@@ -52,7 +52,8 @@ def test_manifest_schema(bundle: Bundle) -> None:
     assert raw["specials"] == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
     assert raw["tokenizer"] == "char"
     assert (raw["topk"], raw["opset"], raw["max_batch"], raw["max_src_len"]) == (5, 17, 16, 40)
-    assert raw["graphs"] == {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}}
+    assert raw["graphs"] == {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
+                                      "greedy": "greedy.onnx"}}
     assert raw["versions"]["exporter"] == "torch.onnx TorchScript"
     assert set(raw["versions"]) == {"exporter", "torch", "onnx", "onnxruntime", "s2s_export"}
     assert raw["versions"]["torch"] == torch.__version__
@@ -97,7 +98,7 @@ def test_manifest_round_trips(bundle: Bundle) -> None:
 
 def test_hashes_cover_every_graph(bundle: Bundle) -> None:
     m = load_manifest(bundle.path)
-    assert set(m.files) == {"encoder.onnx", "decoder_step.onnx"}
+    assert set(m.files) == {"encoder.onnx", "decoder_step.onnx", "greedy.onnx"}
     for name, digest in m.files.items():
         assert digest == sha256_file(bundle.path / name)
 
@@ -173,7 +174,8 @@ def test_force_replaces_only_on_success(tmp_path: Path, monkeypatch: pytest.Monk
     second = export_model(small_model(1), out, verify=False, force=True, topk=6)
     assert second.manifest.topk == 6 and first.manifest.topk == 4
     assert load_manifest(out).topk == 6
-    assert sorted(p.name for p in out.iterdir()) == ["decoder_step.onnx", "encoder.onnx", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["decoder_step.onnx", "encoder.onnx", "greedy.onnx",
+                                                     "manifest.json"]
     assert (out / "encoder.onnx").read_bytes() != old["encoder.onnx"]
     assert no_leftovers(tmp_path) == []
 
@@ -194,7 +196,7 @@ def test_large_graphs_use_one_external_data_file(tmp_path: Path, monkeypatch: py
     b = export_model(model, tmp_path / "b", verify=False)
     names = sorted(p.name for p in b.path.iterdir())
     assert names == ["decoder_step.onnx", "decoder_step.onnx.data", "encoder.onnx", "encoder.onnx.data",
-                     "manifest.json"]
+                     "manifest.json"]  # no fused greedy graph over 2 GB: the search loop decodes
     m = load_manifest(b.path)
     assert set(m.files) == set(names) - {"manifest.json"}
     assert check_parity(b.path, model, m.io, 15, greedy=False)["passed"]

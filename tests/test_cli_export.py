@@ -55,7 +55,7 @@ def test_export_default_output_and_summary(model_pt: Path, capsys, monkeypatch) 
     assert code == 0, err
     bundle = model_pt.parent / "model_bundle"
     assert f"wrote {bundle}" in out
-    for name in ("encoder.onnx", "decoder_step.onnx", "manifest.json"):
+    for name in ("encoder.onnx", "decoder_step.onnx", "greedy.onnx", "manifest.json"):
         assert name in out
     assert " kB" in out
     assert "passed" in out and "max abs" in out and "max rel" in out
@@ -121,7 +121,8 @@ def test_trt_writes_the_bundle_then_exits_2(model_pt: Path, tmp_path: Path, caps
     assert f"s2s build-engines {out_dir}" in lines[-1]  # ... and how to build engines on the target
     assert "Traceback" not in err
     m = load_manifest(out_dir)  # the ONNX + FP16 bundle is complete and verified by hash
-    assert m.graphs["fp32"] == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    assert m.graphs["fp32"] == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
+                                "greedy": "greedy.onnx"}
     assert m.graphs["fp16"] == {"encoder": "encoder.fp16.onnx", "decoder_step": "decoder_step.fp16.onnx"}
     assert m.engines == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,13 +22,25 @@ def bundle(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:  
     return out
 
 
+def all_nodes(graph: Any) -> list[Any]:
+    """Nodes of ``graph`` and of its subgraphs (Loop/If bodies)."""
+    out = []
+    for node in graph.node:
+        out.append(node)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out += all_nodes(attr.g)
+    return out
+
+
 def test_export_int8_adds_hashed_graphs(bundle: Path) -> None:
     m = load_manifest(bundle)  # verifies every sha256, the int8 files included
-    assert m.graphs["int8"] == {"encoder": "encoder.int8.onnx", "decoder_step": "decoder_step.int8.onnx"}
+    assert m.graphs["int8"] == {"encoder": "encoder.int8.onnx", "decoder_step": "decoder_step.int8.onnx",
+                                "greedy": "greedy.int8.onnx"}
     assert set(m.graphs["int8"].values()) <= set(m.files)
     for name in m.graphs["int8"].values():
         model = onnx.load(str(bundle / name))
-        ops = {n.op_type for n in model.graph.node}
+        ops = {n.op_type for n in all_nodes(model.graph)}  # the greedy graph's are in its Loop body
         assert ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeLSTM", "ConvInteger"}, ops
         assert (bundle / name).stat().st_size < (bundle / m.graphs["fp32"][name.split(".")[0]]).stat().st_size
 

@@ -16,7 +16,9 @@ Child side (``main``), per configuration, each after an untimed warm-up:
   steps the FP32 runtime ran, replayed from its recorded schedule);
 * ONNX Runtime also runs instrumented passes (``loop``): per pass the total time, the time
   inside the backend's calls and inside the session runs (graph executions), so the Python
-  search loop's share is measured rather than guessed;
+  search loop's share is measured rather than guessed (with the fused greedy graph off; greedy
+  b1 on the fused graph is measured too, ``b1-beam1-fused``). The timed ``decode`` passes run
+  the runtime as shipped (greedy on the fused graph when the bundle has one);
 * ``step_b1_loop``: every decoder step's time inside greedy batch-1 decoding (instrumented
   passes; torch ``decode_step``, ONNX Runtime ``backend.step``): unlike the back-to-back
   ``step_b1``, it includes what the rest of the loop does to the step (thread wake-ups,
@@ -143,9 +145,10 @@ class Probe:
         self.step_times: list[float] = []  # wall time of every backend.step call
         self._src_len = 0
         self._patched: list[tuple[Any, str]] = []
-        for name in ("encode", "step", "keep"):
-            self._patch(backend, name, self._backend_call(name, getattr(backend, name)))
-        for attr in ("encoder", "step_session"):
+        for name in ("encode", "step", "keep", "greedy"):
+            if hasattr(backend, name):
+                self._patch(backend, name, self._backend_call(name, getattr(backend, name)))
+        for attr in ("encoder", "step_session", "_greedy_session"):  # the fused greedy graph's, if loaded
             sess = getattr(backend, attr, None)
             for run in ("run", "run_with_iobinding"):  # the CPU path runs, devices bind
                 if sess is not None and hasattr(sess, run):
@@ -262,8 +265,13 @@ def _decode(engine: Any, wl: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any], record: bool) -> None:
-    """Instrumented passes: total vs backend calls vs graph executions (and the schedule)."""
-    probe = Probe(engine.backend)
+    """Instrumented passes: total vs backend calls vs graph executions (and the schedule), with
+    the search's Python loop (the fused greedy graph off); then greedy b1 on the fused graph
+    (key ``b1-beam1-fused``) when the bundle has one."""
+    backend: Any = engine.backend
+    fused = bool(getattr(backend, "fused_greedy", False))
+    backend.fused_greedy = False
+    probe = Probe(backend)
     out["loop"], schedules = {}, {}
     try:
         # per-step: the session run alone
@@ -304,8 +312,36 @@ def _loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any], record: bo
             out["loop"][key] = entry
     finally:
         probe.close()
+        backend.fused_greedy = fused
     if record:
         out["schedule"] = schedules
+    if fused and [1, 1] in [list(c) for c in wl["combos"]]:
+        _fused_loop(engine, wl, out)
+
+
+def _fused_loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any]) -> None:
+    """Greedy b1 on the fused greedy graph: total vs graph runs (encoder + greedy graph)."""
+    sources = wl["passes"]["1"]
+    engine.translate(sources, 1, 1, wl)  # loads the greedy session before the probe patches it
+    probe = Probe(engine.backend)
+    rows: dict[str, list[float]] = {"total": [], "backend": [], "graph": []}
+    try:
+        for _ in range(max(1, wl["iters"])):
+            probe.reset()
+            gc.disable()
+            t0 = time.perf_counter()
+            engine.translate(sources, 1, 1, wl)
+            rows["total"].append(time.perf_counter() - t0)
+            gc.enable()
+            rows["backend"].append(probe.backend_s)
+            rows["graph"].append(probe.graph_s)
+    finally:
+        probe.close()
+    entry: dict[str, Any] = {k: summary(v) for k, v in rows.items()}
+    ratio = [(t - g) / g for t, g in zip(rows["total"], rows["graph"]) if g > 0]
+    entry.update(steps=None, overhead_vs_graph=float(np.median(ratio)) if ratio else None,
+                 search_loop_vs_graph=None)
+    out["loop"][f"{combo_key(1, 1)}-fused"] = entry
 
 
 def _torch_loop_steps(engine: TorchEngine, wl: dict[str, Any], out: dict[str, Any]) -> None:

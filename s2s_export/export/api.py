@@ -30,16 +30,18 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..bundle import GRAPHS, Manifest, atomic_dir
+from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir
 from ..errors import BadInputError, UnsupportedError, UsageError
 from ..graphio import BundleIO
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds
 from . import parity as parity_mod
+from .greedy import write_greedy
 from .onnx import EXPORTER, MIN_OPSET, export_graph
 from .spec import EXAMPLE, discover, make_sources
 from .wrap import EncoderGraph, StepGraph
 
 FP32_GRAPHS = {g: f"{g}.onnx" for g in GRAPHS}
+FP32_GREEDY = f"{GREEDY}.onnx"
 
 
 @dataclass
@@ -262,6 +264,8 @@ def _write(tmp: Path, model: nn.Module, static_names: list[str], state_names: li
     reorder = torch.tensor([1, 0, 1], dtype=torch.int64)  # non-identity: nothing folds the gather away
     step = StepGraph(model, static_names, state_names, io.topk)
     files += export_graph(step, (tokens, reorder, *outputs), io.step, tmp / FP32_GRAPHS["decoder_step"], opset)
+    if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io):
+        manifest.graphs["fp32"][GREEDY] = FP32_GREEDY
     manifest.files = {f: "" for f in files}  # hashed by save
     manifest.save(tmp)
 

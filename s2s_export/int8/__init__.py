@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..bundle import GRAPHS, atomic_dir, load_manifest
+from ..bundle import GRAPHS, GREEDY, atomic_dir, load_manifest
 from ..errors import BadInputError, BundleError, one_line
 
 OP_TYPES = ("MatMul", "Gemm", "LSTM", "GRU")
@@ -37,7 +37,8 @@ def quantize_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
 def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
     """Add ``encoder.int8.onnx`` and ``decoder_step.int8.onnx`` to a bundle (atomically: the
     bundle is rewritten in a temporary copy and swapped in on success). Returns the new
-    ``graphs["int8"]`` entry."""
+    ``graphs["int8"]`` entry. When the fp32 graphs have a fused greedy graph, the int8 step gets
+    one too (``greedy.int8.onnx``, built from the quantized step)."""
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
     fp32 = manifest.graphs.get("fp32")
@@ -53,6 +54,11 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
             except Exception as exc:  # noqa: BLE001 - onnx/ORT raise many types on a bad graph
                 raise BadInputError(f"quantizing {fp32[g]} failed ({one_line(exc)})",
                                     "re-export the bundle with s2s-export and try again") from None
+        if GREEDY in fp32:
+            from ..export.greedy import write_greedy
+
+            if write_greedy(tmp / entry["decoder_step"], tmp / f"{GREEDY}.int8.onnx", manifest.io):
+                entry[GREEDY] = f"{GREEDY}.int8.onnx"
         manifest.graphs["int8"] = entry
         manifest.save(tmp)
     return entry

@@ -26,6 +26,10 @@ EOS), so the top-K outputs of the step graph suffice when K >= beam + 1 (greedy:
 full ``log_probs [B,V]`` are fetched instead when beam == K, when ``full_distribution`` is
 set, and on the steps where a feature masks tokens (``min_length``, ``no_repeat_ngram_size``).
 
+Fused greedy: a backend with a greedy graph (``FusedGreedy``) runs plain greedy requests
+(no min_length, n-gram blocking, attention or full distribution) as one graph run with the same
+result; ``greedy_search`` below is the reference and the path for everything else.
+
 Batch layout: a batch is B sentences; beam search keeps ``beam`` rows (slots) per active
 sentence, a slot with nothing alive carries score -inf. Finished sentences leave the batch
 (``backend.keep``), so no step runs for them.
@@ -42,7 +46,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
 from ..vocab import BOS_ID, EOS_ID, PAD_ID
-from .backends.base import Backend, StepResult
+from .backends.base import Backend, FusedGreedy, StepResult
 
 PENALTIES = ("none", "gnmt", "avg")
 
@@ -160,6 +164,13 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     always_full = opts.validate().full_path(backend.topk)
     B = len(src_lengths)
     max_len = opts.max_lengths(src_lengths)
+    if (isinstance(backend, FusedGreedy) and not always_full and not opts.return_attention
+            and opts.min_length == 0 and opts.no_repeat_ngram_size == 0):
+        fused = backend.greedy(src, src_lengths, max_len)  # the loop below, in one graph run
+        if fused is not None:
+            ids, scores, lengths = fused
+            return [[Result(ids[b, :n].tolist(), float(scores[b]) / opts.penalty(n))]
+                    for b, n in enumerate(lengths.tolist())]
     backend.encode(src, src_lengths)
     rows = np.arange(B)  # sentence of each row
     tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)

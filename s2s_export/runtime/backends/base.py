@@ -11,6 +11,8 @@ A backend owns the decoder state between steps; the search only ever sees small 
   previous state), then runs one decoder step; the updated state stays inside the backend.
   ``len(tokens)`` must equal the current number of static rows.
 
+An optional method is the fused greedy fast path (``FusedGreedy.greedy``: the whole greedy
+decode as one graph run; the ONNX Runtime backend has it when the bundle has a greedy graph).
 One optional method serves verification only (``s2s verify``; the search never calls it):
 ``state() -> {name: array}``, host copies of the current state tensors (see ``StateAccess``).
 A backend without it is still a ``Backend``; verify then skips the state comparisons.
@@ -73,4 +75,18 @@ class StateAccess(Protocol):
         ...
 
 
-__all__ = ["Backend", "StateAccess", "StepResult"]
+@runtime_checkable
+class FusedGreedy(Protocol):
+    """The optional fast path of greedy search: the whole decode in one graph run (no Python per
+    step). The search uses it for plain greedy requests (no min_length, n-gram blocking,
+    attention or full distribution) and runs its own loop when it returns None."""
+
+    def greedy(self, src: np.ndarray, src_lengths: np.ndarray, max_lengths: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """src [B,S], src_lengths [B], max_lengths [B] int64 -> (ids [B,T] int64, PAD after each
+        row's end; scores [B] float64, summed log-probs; lengths [B] int64, EOS included), or
+        None when this backend has no fused graph (nothing has run)."""
+        ...
+
+
+__all__ = ["Backend", "FusedGreedy", "StateAccess", "StepResult"]

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...bundle import GREEDY
 from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require
 from ...graphio import BundleIO, next_name
 from .base import DEFAULT_SPINNING, SPINNING, StepResult
@@ -59,7 +60,8 @@ class OnnxRuntimeBackend:
     def __init__(self, encoder_path: str | os.PathLike[str], step_path: str | os.PathLike[str],
                  io: BundleIO, intra_op_threads: int | None = None,
                  providers: Sequence[Any] = DEFAULT_PROVIDERS, device: str = "cpu",
-                 spinning: str = DEFAULT_SPINNING, io_binding: bool | None = None) -> None:
+                 spinning: str = DEFAULT_SPINNING, io_binding: bool | None = None,
+                 greedy_path: str | os.PathLike[str] | None = None) -> None:
         if intra_op_threads is not None and int(intra_op_threads) < 1:
             raise BadInputError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
                                 "pass a positive thread count, or None for the default")
@@ -74,6 +76,13 @@ class OnnxRuntimeBackend:
         self.topk = io.topk
         self.vocab_size = int(io.step.output("log_probs").shape[1])
         self.spinning = spinning
+        self._so = (ort, intra_op_threads, providers)
+        # the fused greedy graph (export/greedy.py): loaded on first use; fused_greedy = False
+        # makes greedy() decline, so the search runs its Python loop (benchmarks, tests)
+        self.greedy_path = None if greedy_path is None else Path(greedy_path)
+        self.fused_greedy = self.greedy_path is not None
+        self._greedy_session: Any = None
+        self._greedy_inputs: set[str] = set()
         self.encoder = self._session(ort, Path(encoder_path), session_options(
             ort, intra_op_threads, spinning == "all"), providers, io.encoder)
         self.step_session = self._session(ort, Path(step_path), session_options(
@@ -182,6 +191,22 @@ class OnnxRuntimeBackend:
                           self._host(outs["log_probs"]) if full else None,
                           self._host(outs["attn"]) if attn else None)
 
+    def greedy(self, src: np.ndarray, src_lengths: np.ndarray, max_lengths: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``FusedGreedy``: encoder + the fused greedy graph (None without one)."""
+        if not self.fused_greedy or self.greedy_path is None:
+            return None
+        if self._greedy_session is None:
+            ort, threads, providers = self._so
+            self._greedy_session = self._session(ort, self.greedy_path, session_options(
+                ort, threads, self.spinning != "off"), providers, self.io.greedy)
+            self._greedy_inputs = {i.name for i in self._greedy_session.get_inputs()}
+        self.encode(src, src_lengths)
+        inputs = {"max_lengths": self._device(np.ascontiguousarray(max_lengths, dtype=np.int64)),
+                  **{n: v for n, v in (*self._static.items(), *self._state.items()) if n in self._greedy_inputs}}
+        outs = self._run(self._greedy_session, inputs, ["ids", "scores", "lengths"], "greedy decode")
+        return self._host(outs["ids"]), self._host(outs["scores"]), self._host(outs["lengths"])
+
     def state(self) -> dict[str, np.ndarray]:
         """Host copies of the current state tensors (``StateAccess``: verification only)."""
         return {n: np.array(self._host(self._state[n]), copy=True) for n in self.state_names}
@@ -205,7 +230,9 @@ def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32"
                  intra_op_threads: int | None = None, spinning: str = DEFAULT_SPINNING) -> OnnxRuntimeBackend:
     """The CPU backend of a bundle (the ``Translator.load`` entry point; precision default fp32)."""
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
-    return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads, spinning=spinning)
+    greedy = manifest.graphs[precision or "fp32"].get(GREEDY)  # optional (older bundles, fp16)
+    return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads, spinning=spinning,
+                              greedy_path=None if greedy is None else Path(bundle_dir) / greedy)
 
 
 CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -1,0 +1,152 @@
+"""The fused greedy graph: greedy decoding as one ONNX ``Loop`` over the decoder step (torch-free).
+
+Greedy search at small batch sizes spends as much time in Python around each step (feeds,
+argmax bookkeeping, the ORT call itself) as in the step of a small model; this graph moves that
+loop into ONNX Runtime. It is built from a bundle's ``decoder_step`` graph (any precision), by
+graph surgery only: the step's nodes become the ``Loop`` body unchanged, its weights stay in the
+outer graph (read from the body as outer-scope values). ONNX Runtime on the CPU only: TensorRT
+and the CUDA backend run the step graph (``If``/``Loop`` are what TensorRT's compatibility rules
+avoid). Not built for graphs over 2 GB (external data). Cost: a second copy of the decoder
+weights, on disk and (once greedy decoding runs) in memory.
+
+    inputs:  max_lengths [batch] int64 (per sentence, >= 1), every static, every state
+             (the encoder's outputs, same names)
+    (``BundleIO.greedy`` declares this IO)
+    outputs: ids [batch, steps] int64 (PAD after a sentence's end), scores [batch] float64
+             (sum of the chosen tokens' log-probs, EOS included), lengths [batch] int64
+
+Semantics = ``runtime.search.greedy_search`` without its optional features: start from BOS,
+take ``topk_ids[:, 0]`` every step, a row is done at EOS or at its maximum length; the loop
+stops when every row is done. Done rows keep running (batch rows never leave the loop), their
+outputs are masked. Scores add float32 log-probs in float64, as the Python loop does, so the
+two paths agree exactly.
+
+Body (per iteration): tokens [batch], every state, done [batch] bool, scores [batch] f64,
+lengths [batch] int64 -> the same, plus the scan output ``ids`` (the emitted token or PAD).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..graphio import BATCH, STEPS, BundleIO, TensorSpec, next_name
+from ..vocab import BOS_ID, EOS_ID, PAD_ID
+
+DTYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11}  # onnx.TensorProto
+
+
+def _carried(name: str) -> str:
+    return f"carried/{name}"  # body-side name of a state (an outer input has the plain name)
+
+
+def build_greedy(step: Any, io: BundleIO) -> Any:
+    """The fused greedy ``ModelProto`` of a ``decoder_step`` ``ModelProto`` (see the module)."""
+    from onnx import TensorProto as TP
+    from onnx import helper
+
+    def const(name: str, dtype: int, value: Any, dims: list[int] | None = None) -> Any:
+        vals = value if isinstance(value, list) else [value]
+        return helper.make_node("Constant", [], [name], name=name,
+                                value=helper.make_tensor(name, dtype, dims if dims is not None else [], vals))
+
+    def vi(name: str, dtype: int, shape: list[Any]) -> Any:
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    def state_vi(t: TensorSpec, name: str) -> Any:  # a declared tensor under another name
+        return vi(name, DTYPES[t.dtype], list(t.shape))
+
+    g = step.graph
+    state = [t.name for t in io.state]
+    rename = {s: _carried(s) for s in state}
+    body_nodes = []
+    for node in g.node:
+        copy = type(node)()
+        copy.CopyFrom(node)
+        for i, name in enumerate(copy.input):
+            if name in rename:
+                copy.input[i] = rename[name]
+        body_nodes.append(copy)
+    p = "greedy/"  # names of the added nodes and values
+    body_nodes += [
+        const(p + "zero", TP.INT64, [0], [1]), const(p + "one", TP.INT64, [1], [1]),
+        helper.make_node("Slice", ["topk_ids", p + "zero", p + "one", p + "one"], [p + "tok2"]),
+        helper.make_node("Squeeze", [p + "tok2", p + "one"], [p + "tok"]),  # [batch] argmax
+        helper.make_node("Slice", ["topk_log_probs", p + "zero", p + "one", p + "one"], [p + "lp2"]),
+        helper.make_node("Squeeze", [p + "lp2", p + "one"], [p + "lp32"]),
+        helper.make_node("Cast", [p + "lp32"], [p + "lp"], to=TP.DOUBLE),
+        const(p + "zero_f64", TP.DOUBLE, 0.0), const(p + "eos", TP.INT64, EOS_ID),
+        const(p + "pad", TP.INT64, PAD_ID),
+        helper.make_node("Where", ["done", p + "zero_f64", p + "lp"], [p + "lp_alive"]),
+        helper.make_node("Add", ["scores", p + "lp_alive"], [p + "scores_out"]),
+        helper.make_node("Not", ["done"], [p + "alive"]),
+        helper.make_node("Cast", [p + "alive"], [p + "alive_i"], to=TP.INT64),
+        helper.make_node("Add", ["lengths", p + "alive_i"], [p + "lengths_out"]),
+        helper.make_node("Where", ["done", p + "pad", p + "tok"], [p + "emitted"]),
+        helper.make_node("Equal", [p + "tok", p + "eos"], [p + "is_eos"]),
+        helper.make_node("GreaterOrEqual", [p + "lengths_out", "max_lengths"], [p + "at_max"]),
+        helper.make_node("Or", ["done", p + "is_eos"], [p + "done1"]),
+        helper.make_node("Or", [p + "done1", p + "at_max"], [p + "done_out"]),
+        helper.make_node("Cast", [p + "done_out"], [p + "done_i"], to=TP.INT32),
+        helper.make_node("ReduceMin", [p + "done_i"], [p + "all_done_i"], keepdims=0),
+        helper.make_node("Cast", [p + "all_done_i"], [p + "all_done"], to=TP.BOOL),
+        helper.make_node("Not", [p + "all_done"], [p + "cond_out"]),
+    ]
+    batch = [BATCH]
+    body = helper.make_graph(
+        body_nodes, "greedy_body",
+        [vi(p + "iteration", TP.INT64, []), vi(p + "cond_in", TP.BOOL, []), vi("tokens", TP.INT64, batch),
+         *(state_vi(t, _carried(t.name)) for t in io.state),
+         vi("done", TP.BOOL, batch), vi("scores", TP.DOUBLE, batch), vi("lengths", TP.INT64, batch)],
+        [vi(p + "cond_out", TP.BOOL, []), vi(p + "tok", TP.INT64, batch),
+         *(state_vi(t, next_name(t.name)) for t in io.state),
+         vi(p + "done_out", TP.BOOL, batch), vi(p + "scores_out", TP.DOUBLE, batch),
+         vi(p + "lengths_out", TP.INT64, batch), vi(p + "emitted", TP.INT64, batch)])
+    outer_nodes = [
+        helper.make_node("ReduceMax", ["max_lengths"], [p + "trips"], keepdims=0),
+        const(p + "true", TP.BOOL, True),
+        helper.make_node("Shape", ["max_lengths"], [p + "batch_shape"]),
+        helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "bos"],
+                         value=helper.make_tensor(p + "bos_v", TP.INT64, [1], [BOS_ID])),
+        helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "done0"],
+                         value=helper.make_tensor(p + "done_v", TP.BOOL, [1], [False])),
+        helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "scores0"],
+                         value=helper.make_tensor(p + "scores_v", TP.DOUBLE, [1], [0.0])),
+        helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "lengths0"],
+                         value=helper.make_tensor(p + "lengths_v", TP.INT64, [1], [0])),
+        # the step gathers state[reorder]: the identity here (rows never move)
+        const(p + "zero_s", TP.INT64, 0), const(p + "one_s", TP.INT64, 1), const(p + "axis0", TP.INT64, [0], [1]),
+        helper.make_node("Squeeze", [p + "batch_shape", p + "axis0"], [p + "batch"]),
+        helper.make_node("Range", [p + "zero_s", p + "batch", p + "one_s"], ["reorder"]),
+        helper.make_node("Loop", [p + "trips", p + "true", p + "bos", *state, p + "done0", p + "scores0",
+                                  p + "lengths0"],
+                         [p + "last_tokens", *(p + "last_" + s for s in state), p + "done", "scores", "lengths",
+                          p + "ids_tb"], body=body),
+        helper.make_node("Transpose", [p + "ids_tb"], ["ids"], perm=[1, 0]),
+    ]
+    spec = io.greedy
+    read = {name for node in g.node for name in node.input}  # statics the step reads (others were pruned)
+    inputs = [state_vi(t, t.name) for t in spec.inputs if t.role != "static" or t.name in read]
+    outputs = [state_vi(t, t.name) for t in spec.outputs]
+    graph = helper.make_graph(outer_nodes, "greedy", inputs, outputs, initializer=list(g.initializer))
+    model = helper.make_model(graph, opset_imports=list(step.opset_import), ir_version=step.ir_version,
+                              producer_name="s2s-export", doc_string=__doc__.splitlines()[0])
+    return model
+
+
+def write_greedy(step_path: str | os.PathLike[str], out_path: str | os.PathLike[str], io: BundleIO) -> bool:
+    """Build the fused greedy graph of ``step_path`` and save it (checked) at ``out_path``.
+    Returns False, writing nothing, for a step graph whose weights live in an external data
+    file (over 2 GB): such bundles decode with the search's Python loop."""
+    import onnx
+
+    step = onnx.load(str(step_path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in step.graph.initializer):
+        return False
+    model = build_greedy(step, io)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return True
+
+
+__all__ = ["build_greedy", "write_greedy"]
