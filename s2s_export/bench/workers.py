@@ -144,6 +144,7 @@ class Probe:
         self.schedule: list[list[Any]] = []
         self.step_times: list[float] = []  # wall time of every backend.step call
         self._src_len = 0
+        self._depth = 0  # nesting of backend calls
         self._patched: list[tuple[Any, str]] = []
         for name in ("encode", "step", "keep", "greedy"):
             if hasattr(backend, name):
@@ -168,11 +169,14 @@ class Probe:
             elif name == "step":
                 self.schedule.append(["step", int(len(args[0])), self._src_len])
             t0 = time.perf_counter()
+            self._depth += 1
             try:
                 return orig(*args, **kwargs)
             finally:
+                self._depth -= 1
                 dt = time.perf_counter() - t0
-                self.backend_s += dt
+                if self._depth == 0:  # greedy() calls encode(): count the outer call only
+                    self.backend_s += dt
                 if name == "step":
                     self.step_times.append(dt)
         return call
