@@ -204,7 +204,7 @@ def test_harness_result_is_well_formed(bench_result: dict[str, Any]) -> None:
 
 
 def test_ort_engine_spinning_variant(tiny: dict[str, Any]) -> None:
-    from s2s_export.bench.workers import OrtEngine
+    from s2s_export.bench.engines import OrtEngine
 
     wl = {"max_length": 12, "max_length_ratio": None}
     plain = OrtEngine({"bundle": str(tiny["bundle"])}, WorkerConfig("onnxruntime", 1))

@@ -121,7 +121,6 @@ def test_other_sizes_and_padding_invariance(exported: dict[str, tuple[Seq2Seq, B
             np.testing.assert_allclose(g, r, atol=1e-5, rtol=1e-4, err_msg=f"{name_} at {batch}x{src_len}")
         reorder = np.arange(batch)[::-1].copy()
         tokens = np.full(batch, 1, dtype=np.int64)
-        n_static = len(static_names)
         got_step = step.run(None, dict(zip(io.step.input_names, [tokens, reorder, *got])))
         with torch.no_grad():
             ref_step = wrapped_step(torch.from_numpy(tokens), torch.from_numpy(reorder),

@@ -136,3 +136,17 @@ def test_int8_greedy_graph(bundles: Callable[[str], Path], tmp_path: Path) -> No
     backend.fused_greedy = True
     batched = results(translator, 8)
     assert sum(f[0] == b[0] for f, b in zip(fused, batched)) >= len(fused) - 2
+
+
+def test_greedy_graph_loads_on_first_use_only(bundles: Callable[[str], Path]) -> None:
+    translator = Translator.load(bundles("luong-general"), intra_op_threads=1)
+    backend: Any = translator.backend
+    assert backend._greedy_session is None  # not at load
+    translator.translate(["abc"], beam_size=2)
+    assert backend._greedy_session is None  # beam search never needs it
+    backend.fused_greedy = False
+    translator.translate(["abc"])
+    assert backend._greedy_session is None  # switched off: never loaded
+    backend.fused_greedy = True
+    translator.translate(["abc"])
+    assert backend._greedy_session is not None

@@ -31,7 +31,7 @@ from torch import nn
 
 from .. import __version__
 from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir
-from ..errors import BadInputError, UnsupportedError, UsageError
+from ..errors import BadInputError, UsageError
 from ..graphio import BundleIO
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds
 from . import parity as parity_mod

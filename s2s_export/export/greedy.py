@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..graphio import BATCH, STEPS, BundleIO, TensorSpec, next_name
+from ..graphio import BATCH, BundleIO, TensorSpec, next_name
 from ..vocab import BOS_ID, EOS_ID, PAD_ID
 
 DTYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11}  # onnx.TensorProto
