@@ -69,11 +69,9 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
         body_nodes.append(copy)
     p = "greedy/"  # names of the added nodes and values
     body_nodes += [
-        const(p + "zero", TP.INT64, [0], [1]), const(p + "one", TP.INT64, [1], [1]),
-        helper.make_node("Slice", ["topk_ids", p + "zero", p + "one", p + "one"], [p + "tok2"]),
-        helper.make_node("Squeeze", [p + "tok2", p + "one"], [p + "tok"]),  # [batch] argmax
-        helper.make_node("Slice", ["topk_log_probs", p + "zero", p + "one", p + "one"], [p + "lp2"]),
-        helper.make_node("Squeeze", [p + "lp2", p + "one"], [p + "lp32"]),
+        const(p + "first", TP.INT64, 0),
+        helper.make_node("Gather", ["topk_ids", p + "first"], [p + "tok"], axis=1),  # [batch] argmax
+        helper.make_node("Gather", ["topk_log_probs", p + "first"], [p + "lp32"], axis=1),
         helper.make_node("Cast", [p + "lp32"], [p + "lp"], to=TP.DOUBLE),
         const(p + "zero_f64", TP.DOUBLE, 0.0), const(p + "eos", TP.INT64, EOS_ID),
         const(p + "pad", TP.INT64, PAD_ID),
