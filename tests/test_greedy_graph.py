@@ -138,6 +138,25 @@ def test_int8_greedy_graph(bundles: Callable[[str], Path], tmp_path: Path) -> No
     assert sum(f[0] == b[0] for f, b in zip(fused, batched)) >= len(fused) - 2
 
 
+def test_large_batches_use_the_python_loop(bundles: Callable[[str], Path]) -> None:
+    """Rows never leave the fused loop: over FUSED_MAX_BATCH sentences the search's loop (which
+    drops finished rows) is faster, so the backend declines."""
+    from s2s_export.runtime.backends.onnxruntime import FUSED_MAX_BATCH
+
+    translator = Translator.load(bundles("luong-general"), intra_op_threads=1)
+    backend: Any = translator.backend
+    src = np.full((FUSED_MAX_BATCH + 1, 3), 5, dtype=np.int64)
+    src[:, -1] = 2
+    lengths, caps = np.full(len(src), 3), np.full(len(src), 4)
+    assert backend.greedy(src, lengths, caps) is None
+    assert backend.greedy(src[:FUSED_MAX_BATCH], lengths[:FUSED_MAX_BATCH], caps[:FUSED_MAX_BATCH]) is not None
+    many = inputs() * 3  # 24 sentences in one batch: the Python loop; fused batches agree
+    big = translator.translate(many, max_batch_size=64)
+    small = translator.translate(many, max_batch_size=FUSED_MAX_BATCH)
+    assert [h[0].ids for h in big] == [h[0].ids for h in small]
+    assert [h[0].score for h in big] == pytest.approx([h[0].score for h in small], abs=1e-5)
+
+
 def test_greedy_graph_loads_on_first_use_only(bundles: Callable[[str], Path]) -> None:
     translator = Translator.load(bundles("luong-general"), intra_op_threads=1)
     backend: Any = translator.backend
