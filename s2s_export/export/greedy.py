@@ -30,10 +30,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..graphio import BATCH, BundleIO, TensorSpec, next_name
+from ..graphio import BATCH, BundleIO, next_name
 from ..vocab import BOS_ID, EOS_ID, PAD_ID
-
-DTYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float16": 10, "float64": 11}  # onnx.TensorProto
+from .onnx_io import value_info
 
 
 def _carried(name: str) -> str:
@@ -52,9 +51,6 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
 
     def vi(name: str, dtype: int, shape: list[Any]) -> Any:
         return helper.make_tensor_value_info(name, dtype, shape)
-
-    def state_vi(t: TensorSpec, name: str) -> Any:  # a declared tensor under another name
-        return vi(name, DTYPES[t.dtype], list(t.shape))
 
     g = step.graph
     state = [t.name for t in io.state]
@@ -94,10 +90,10 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
     body = helper.make_graph(
         body_nodes, "greedy_body",
         [vi(p + "iteration", TP.INT64, []), vi(p + "cond_in", TP.BOOL, []), vi("tokens", TP.INT64, batch),
-         *(state_vi(t, _carried(t.name)) for t in io.state),
+         *(value_info(t, _carried(t.name)) for t in io.state),
          vi("done", TP.BOOL, batch), vi("scores", TP.DOUBLE, batch), vi("lengths", TP.INT64, batch)],
         [vi(p + "cond_out", TP.BOOL, []), vi(p + "tok", TP.INT64, batch),
-         *(state_vi(t, next_name(t.name)) for t in io.state),
+         *(value_info(t, next_name(t.name)) for t in io.state),
          vi(p + "done_out", TP.BOOL, batch), vi(p + "scores_out", TP.DOUBLE, batch),
          vi(p + "lengths_out", TP.INT64, batch), vi(p + "emitted", TP.INT64, batch)])
     outer_nodes = [
@@ -124,8 +120,8 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
     ]
     spec = io.greedy
     read = {name for node in g.node for name in node.input}  # statics the step reads (others were pruned)
-    inputs = [state_vi(t, t.name) for t in spec.inputs if t.role != "static" or t.name in read]
-    outputs = [state_vi(t, t.name) for t in spec.outputs]
+    inputs = [value_info(t) for t in spec.inputs if t.role != "static" or t.name in read]
+    outputs = [value_info(t) for t in spec.outputs]
     graph = helper.make_graph(outer_nodes, "greedy", inputs, outputs, initializer=list(g.initializer))
     model = helper.make_model(graph, opset_imports=list(step.opset_import), ir_version=step.ir_version,
                               producer_name="s2s-export", doc_string=__doc__.splitlines()[0])

@@ -29,17 +29,16 @@ from typing import Iterator
 
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ..errors import UnsupportedError
-from ..graphio import GraphSpec, TensorSpec
+from ..graphio import GraphSpec
+from .onnx_io import ONNX_DTYPES, value_info
 
 EXPORTER = "torch.onnx TorchScript"
 MIN_OPSET = 17
 _TWO_GB = 2**31 - 1
 
-ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64,
-               "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
 
 
 class GraphCheckError(UnsupportedError):
@@ -76,10 +75,6 @@ def _quiet_native_stderr() -> Iterator[None]:
                 sys.stderr.write(kept)
 
 
-def _value_info(spec: TensorSpec) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(spec.name, ONNX_DTYPES[spec.dtype], list(spec.shape))
-
-
 def _fix_io(model: onnx.ModelProto, spec: GraphSpec) -> None:
     """Declare dropped inputs again, order inputs as the spec, check names/dtypes/axes."""
     g = model.graph
@@ -89,7 +84,7 @@ def _fix_io(model: onnx.ModelProto, spec: GraphSpec) -> None:
     if extra:
         raise GraphCheckError(f"{spec.name} graph has unexpected inputs {extra}",
                               "report this: the exporter renamed an input")
-    inputs = [have[t.name] if t.name in have else _value_info(t) for t in spec.inputs]
+    inputs = [have[t.name] if t.name in have else value_info(t) for t in spec.inputs]
     kept = [v for v in g.input if v.name in initializers]
     del g.input[:]
     g.input.extend(inputs + kept)

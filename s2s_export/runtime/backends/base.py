@@ -85,7 +85,8 @@ class FusedGreedy(Protocol):
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """src [B,S], src_lengths [B], max_lengths [B] int64 -> (ids [B,T] int64, PAD after each
         row's end; scores [B] float64, summed log-probs; lengths [B] int64, EOS included), or
-        None when this backend has no fused graph (nothing has run)."""
+        None when the backend declines (no fused graph, or a batch it runs slower than the
+        search's loop), before anything has run."""
         ...
 
 
