@@ -43,8 +43,12 @@ def test_cuda_backend_detects_a_silent_cpu_fallback(bundle: Path, monkeypatch: p
 
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    made = []
+    real = ort_backend.OnnxRuntimeBackend
+    monkeypatch.setattr(ort_backend, "OnnxRuntimeBackend", lambda *a, **kw: made.append(kw) or real(*a, **kw))
     with pytest.raises(UnsupportedError, match="could not start its CUDA provider"):
-        ort_backend.load_cuda_backend(bundle, Translator.load(bundle).manifest)
+        ort_backend.load_cuda_backend(bundle, Translator.load(bundle).manifest, spinning="step")
+    assert made[-1]["device"] == "cuda" and made[-1]["spinning"] == "off"  # GPU work: CPU threads sleep
 
 
 def test_tensorrt_runs_fp16_engines_only(bundle: Path) -> None:

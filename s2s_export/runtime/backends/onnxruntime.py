@@ -246,11 +246,13 @@ CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 def load_cuda_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
                       intra_op_threads: int | None = None,
-                      spinning: str = DEFAULT_SPINNING) -> OnnxRuntimeBackend:
+                      spinning: str | None = None) -> OnnxRuntimeBackend:
     """ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``): the same IO-binding code
     as on the CPU with ``device="cuda"``, so static and state OrtValues stay on the GPU and only
-    the step's top-K (and log_probs/attn when asked) come to the host. Raises
-    ``UnsupportedError`` when this onnxruntime has no CUDA provider or no GPU answers."""
+    the step's top-K (and log_probs/attn when asked) come to the host. ``spinning`` does not
+    apply: the work runs on the GPU, so the CPU threads always sleep (a spinning pool would
+    only burn a core). Raises ``UnsupportedError`` when this onnxruntime has no CUDA provider or
+    no GPU answers."""
     ort: Any = require("onnxruntime", "gpu")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise UnsupportedError("this onnxruntime has no CUDAExecutionProvider",
@@ -258,7 +260,7 @@ def load_cuda_backend(bundle_dir: Path, manifest: Any, precision: str | None = "
                                "on a machine with an NVIDIA GPU")
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
     backend = OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads,
-                                 providers=CUDA_PROVIDERS, device="cuda", spinning=spinning)
+                                 providers=CUDA_PROVIDERS, device="cuda", spinning="off")
     if "CUDAExecutionProvider" not in backend.encoder.get_providers():  # ORT fell back to the CPU
         raise UnsupportedError("onnxruntime could not start its CUDA provider (no usable GPU or CUDA "
                                "libraries)", "check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs")
