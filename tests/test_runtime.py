@@ -320,6 +320,8 @@ def test_runtime_never_imports_torch_or_onnx(general: tuple[Any, Path, Translato
         t = Translator.load({str(path)!r}, backend="auto", intra_op_threads=1)
         out = t.translate(["abc", ""], beam_size=3, n_best=2, return_attention=True)
         out += t.translate(["abc"], min_length=2)
+        out += t.translate(["abc", "de"])  # plain greedy: the fused greedy graph
+        assert t.backend._greedy_session is not None
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "onnxscript"))
         print(json.dumps({{"heavy": heavy, "text": out[0][0].text}}))
     """)
