@@ -133,31 +133,11 @@ def _loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any], record: bo
             out["step_b1_graph"] = summary(graph)
         for batch, beam in wl["combos"]:
             key, sources = combo_key(batch, beam), wl["passes"][str(batch)]
-            rows: dict[str, list[float]] = {"total": [], "backend": [], "graph": []}
-            step_times: list[float] = []
-            for i in range(max(1, wl["iters"])):
-                probe.reset()
-                gc.disable()
-                t0 = time.perf_counter()
-                engine.translate(sources, batch, beam, wl)
-                total = time.perf_counter() - t0
-                gc.enable()
-                rows["total"].append(total)
-                rows["backend"].append(probe.backend_s)
-                rows["graph"].append(probe.graph_s)
-                step_times += probe.step_times
-                if i == 0:
-                    schedules[key] = probe.schedule
+            rows, step_times, schedules[key] = _passes(engine, probe, sources, batch, beam, wl)
             if (batch, beam) == (1, 1) and step_times:
                 out["step_b1_loop"] = summary(step_times)
-            entry: dict[str, Any] = {k: summary(v) for k, v in rows.items()}
-            entry["steps"] = sum(1 for s in schedules[key] if s[0] == "step")
-            if probe.has_graph_timing:
-                ratio = [(t - g) / g for t, g in zip(rows["total"], rows["graph"]) if g > 0]
-                search = [(t - b) / g for t, b, g in zip(rows["total"], rows["backend"], rows["graph"]) if g > 0]
-                entry["overhead_vs_graph"] = float(np.median(ratio)) if ratio else None
-                entry["search_loop_vs_graph"] = float(np.median(search)) if search else None
-            out["loop"][key] = entry
+            steps = sum(1 for s in schedules[key] if s[0] == "step")
+            out["loop"][key] = _entry(rows, steps, probe.has_graph_timing, search_loop=True)
     finally:
         probe.close()
         backend.fused_greedy = fused
@@ -172,24 +152,49 @@ def _fused_loop(engine: OrtEngine, wl: dict[str, Any], out: dict[str, Any]) -> N
     sources = wl["passes"]["1"]
     engine.translate(sources, 1, 1, wl)  # loads the greedy session before the probe patches it
     probe = Probe(engine.backend)
-    rows: dict[str, list[float]] = {"total": [], "backend": [], "graph": []}
     try:
-        for _ in range(max(1, wl["iters"])):
-            probe.reset()
-            gc.disable()
-            t0 = time.perf_counter()
-            engine.translate(sources, 1, 1, wl)
-            rows["total"].append(time.perf_counter() - t0)
-            gc.enable()
-            rows["backend"].append(probe.backend_s)
-            rows["graph"].append(probe.graph_s)
+        rows, _, _ = _passes(engine, probe, sources, 1, 1, wl)
     finally:
         probe.close()
+    out["loop"][f"{combo_key(1, 1)}-fused"] = _entry(rows, None, True, search_loop=False)
+
+
+def _passes(engine: OrtEngine, probe: Probe, sources: list[list[int]], batch: int, beam: int,
+            wl: dict[str, Any]) -> tuple[dict[str, list[float]], list[float], list[list[Any]]]:
+    """``iters`` instrumented passes: per pass the total, backend-call and graph-run seconds;
+    every step call's time; the first pass's call schedule."""
+    rows: dict[str, list[float]] = {"total": [], "backend": [], "graph": []}
+    step_times: list[float] = []
+    schedule: list[list[Any]] = []
+    for i in range(max(1, wl["iters"])):
+        probe.reset()
+        gc.disable()
+        t0 = time.perf_counter()
+        engine.translate(sources, batch, beam, wl)
+        total = time.perf_counter() - t0
+        gc.enable()
+        rows["total"].append(total)
+        rows["backend"].append(probe.backend_s)
+        rows["graph"].append(probe.graph_s)
+        step_times += probe.step_times
+        if i == 0:
+            schedule = probe.schedule
+    return rows, step_times, schedule
+
+
+def _entry(rows: dict[str, list[float]], steps: int | None, graph_timed: bool, search_loop: bool
+           ) -> dict[str, Any]:
+    """Summaries of ``_passes`` rows, and the overheads over the graph runs when they were timed:
+    everything else (``overhead_vs_graph``) and, with ``search_loop``, what runs outside the
+    backend's calls (``search_loop_vs_graph``)."""
     entry: dict[str, Any] = {k: summary(v) for k, v in rows.items()}
-    ratio = [(t - g) / g for t, g in zip(rows["total"], rows["graph"]) if g > 0]
-    entry.update(steps=None, overhead_vs_graph=float(np.median(ratio)) if ratio else None,
-                 search_loop_vs_graph=None)
-    out["loop"][f"{combo_key(1, 1)}-fused"] = entry
+    entry["steps"] = steps
+    if graph_timed:
+        ratio = [(t - g) / g for t, g in zip(rows["total"], rows["graph"]) if g > 0]
+        search = [(t - b) / g for t, b, g in zip(rows["total"], rows["backend"], rows["graph"]) if g > 0]
+        entry["overhead_vs_graph"] = float(np.median(ratio)) if ratio else None
+        entry["search_loop_vs_graph"] = float(np.median(search)) if search and search_loop else None
+    return entry
 
 
 def _torch_loop_steps(engine: TorchEngine, wl: dict[str, Any], out: dict[str, Any]) -> None:

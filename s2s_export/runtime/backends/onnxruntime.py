@@ -81,7 +81,7 @@ class OnnxRuntimeBackend:
         self.topk = io.topk
         self.vocab_size = int(io.step.output("log_probs").shape[1])
         self.spinning = spinning
-        self._so = (ort, intra_op_threads, providers)
+        self._threads, self._providers = intra_op_threads, providers  # for the greedy session
         # the fused greedy graph (export/greedy.py): loaded on first use; fused_greedy = False
         # makes greedy() decline, so the search runs its Python loop (benchmarks, tests)
         self.greedy_path = None if greedy_path is None else Path(greedy_path)
@@ -203,9 +203,8 @@ class OnnxRuntimeBackend:
         if not self.fused_greedy or self.greedy_path is None or len(src_lengths) > FUSED_MAX_BATCH:
             return None
         if self._greedy_session is None:
-            ort, threads, providers = self._so
-            self._greedy_session = self._session(ort, self.greedy_path, session_options(
-                ort, threads, self.spinning != "off"), providers, self.io.greedy)
+            self._greedy_session = self._session(self.ort, self.greedy_path, session_options(
+                self.ort, self._threads, self.spinning != "off"), self._providers, self.io.greedy)
             self._greedy_inputs = {i.name for i in self._greedy_session.get_inputs()}
         self.encode(src, src_lengths)
         inputs = {"max_lengths": self._device(np.ascontiguousarray(max_lengths, dtype=np.int64)),
