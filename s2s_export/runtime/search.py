@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -73,6 +73,16 @@ class SearchOptions:
     no_repeat_ngram_size: int = 0
     return_attention: bool = False
     full_distribution: bool = False
+    # the search style (whose decoder it reproduces: STYLES) and Joey NMT's batch length rule
+    style: str = "s2s"
+    max_length_batch_factor: float | None = None
+    # the bundle's target conventions (Translator sets them from the manifest; format 1 here):
+    # the decoder's first token, EOS, the filler of id arrays, UNK, and the ids never generated
+    start_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    pad_id: int = PAD_ID
+    unk_id: int | None = 3
+    blocked: tuple[int, ...] = ()
 
     def validate(self) -> "SearchOptions":
         def bad(cond: bool, what: str, fix: str) -> None:
@@ -286,11 +296,36 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     return [sorted(f, key=lambda h: -h.score)[: opts.n_best] for f in finished]
 
 
-def search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
-           opts: SearchOptions) -> list[list[Result]]:
-    """Greedy for beam_size 1 (the same result as a beam of 1), beam search otherwise."""
+def s2s_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
+               opts: SearchOptions) -> list[list[Result]]:
+    """The ``s2s`` style: greedy for beam_size 1 (the same result as a beam of 1), HF-style beam
+    search otherwise."""
     return (greedy_search if opts.beam_size == 1 else beam_search)(backend, src, src_lengths, opts)
 
 
-__all__ = ["PENALTIES", "Result", "SearchOptions", "beam_search", "candidates", "greedy_search",
-           "masked", "search"]
+def _style(module: str, function: str) -> Callable[..., list[list[Result]]]:
+    def run(backend: Backend, src: np.ndarray, src_lengths: np.ndarray, opts: SearchOptions) -> list[list[Result]]:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.styles.{module}"), function)(
+            backend, src, src_lengths, opts)
+    return run
+
+
+# style name -> search function (backend, src [B,S], src_lengths [B], opts) -> per sentence up to
+# n_best Results, best first. Each reproduces one tool's decoder exactly (runtime/styles/).
+STYLES: dict[str, Callable[..., list[list[Result]]]] = {
+    "s2s": s2s_search,
+    "joeynmt": _style("joeynmt", "joeynmt_search"),
+    "opennmt": _style("opennmt", "opennmt_search"),
+}
+
+
+def search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
+           opts: SearchOptions) -> list[list[Result]]:
+    """Run ``opts.style``'s search (``STYLES``)."""
+    return STYLES[opts.style](backend, src, src_lengths, opts)
+
+
+__all__ = ["PENALTIES", "Result", "STYLES", "SearchOptions", "beam_search", "candidates", "greedy_search",
+           "masked", "s2s_search", "search"]

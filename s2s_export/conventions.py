@@ -1,0 +1,164 @@
+"""A model's conventions: special ids per vocabulary, source framing, search defaults (torch-free).
+
+Bundle format 2 stores these in ``manifest.json``; format 1 bundles and zoo checkpoints have the
+fixed ones (``FORMAT1_SPECIALS``: pad 0, bos 1, eos 2, unk 3 on both sides, EOS appended to every
+source, HF-style beam search). The decoding contract of a module exposes them as attributes
+(see ``specials_of``); importers set them from the tool's own files.
+
+* ``Specials``: the id of pad, bos, eos and unk in one vocabulary (``None`` where it has none:
+  g2p_en's source vocabulary has no bos). The token strings are ``vocab[id]``.
+* ``Framing``: what every entry point adds around a source (``prepend_bos``, ``append_eos``) and
+  the token the decoder starts from (``decoder_start``: a target id, default the target BOS).
+* ``SearchDefaults``: what a search option means when the user does not give it, and the
+  ``style`` (whose decoder the search reproduces: ``s2s``, ``joeynmt``, ``opennmt``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPECIAL_NAMES = ("pad", "bos", "eos", "unk")
+STYLES = ("s2s", "joeynmt", "opennmt")
+PENALTIES = ("none", "gnmt", "avg")
+Style = Literal["s2s", "joeynmt", "opennmt"]
+Penalty = Literal["none", "gnmt", "avg"]
+
+# The ids every format-1 bundle and zoo checkpoint uses, on both sides.
+FORMAT1_SPECIALS = {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
+FORMAT1_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Specials(_Frozen):
+    """Ids of one vocabulary's special tokens; ``None`` = the vocabulary has no such token."""
+
+    pad: Optional[int] = Field(default=None, ge=0)
+    bos: Optional[int] = Field(default=None, ge=0)
+    eos: Optional[int] = Field(default=None, ge=0)
+    unk: Optional[int] = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Specials":
+        ids = [i for i in (self.pad, self.bos, self.eos, self.unk) if i is not None]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"special ids must be distinct (got {self.as_dict()})")
+        return self
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {k: getattr(self, k) for k in SPECIAL_NAMES}
+
+    def ids(self) -> list[int]:
+        """The ids that are set, in the order pad, bos, eos, unk."""
+        return [i for i in (self.pad, self.bos, self.eos, self.unk) if i is not None]
+
+    def check_size(self, size: int, side: str) -> None:
+        """``ValueError`` when an id is outside a vocabulary of ``size`` tokens."""
+        for name, i in self.as_dict().items():
+            if i is not None and i >= size:
+                raise ValueError(f"the {side} {name} id {i} is outside its vocabulary of {size} tokens")
+
+
+FORMAT1 = Specials(**FORMAT1_SPECIALS)
+
+
+class Framing(_Frozen):
+    """What surrounds a source, and the decoder's first input token."""
+
+    prepend_bos: bool = False  # source: BOS first (needs a source bos id)
+    append_eos: bool = True  # source: EOS last (needs a source eos id)
+    decoder_start: Optional[int] = Field(default=None, ge=0)  # target id; None = the target BOS
+
+    def frame(self, ids: list[int], src: Specials) -> list[int]:
+        """A source id list with the framing applied."""
+        head = [src.bos] if self.prepend_bos and src.bos is not None else []
+        tail = [src.eos] if self.append_eos and src.eos is not None else []
+        return head + ids + tail
+
+    def extra_tokens(self) -> int:
+        """How many tokens the framing adds to a source."""
+        return int(self.prepend_bos) + int(self.append_eos)
+
+    def start_id(self, tgt: Specials) -> int:
+        """The decoder's first input token (``ValueError`` when neither it nor a target BOS exists)."""
+        start = self.decoder_start if self.decoder_start is not None else tgt.bos
+        if start is None:
+            raise ValueError("the target vocabulary has no bos and no decoder_start is set")
+        return start
+
+
+class SearchDefaults(_Frozen):
+    """What each search option means when the user leaves it out, and the search ``style``.
+
+    ``max_length``: most output tokens, EOS included. ``max_length_ratio``: per sentence at most
+    ``ceil(ratio * source length)`` (framing included). ``max_length_batch_factor``: Joey NMT's
+    rule when its config leaves ``max_output_length`` unset: every sentence of a batch may have
+    ``int(factor * longest source length in the batch)`` tokens (the source length counts the
+    framing; Joey: 1.5). ``never_generate``: target ids the search never emits (beyond pad and
+    bos, which no style emits)."""
+
+    style: Style = "s2s"
+    beam_size: int = Field(default=1, ge=1, le=1024)
+    n_best: int = Field(default=1, ge=1, le=1024)
+    length_penalty: Penalty = "none"
+    alpha: float = 0.0
+    min_length: int = Field(default=0, ge=0)
+    max_length: int = Field(default=200, ge=1, le=1_000_000)
+    max_length_ratio: Optional[float] = Field(default=None, gt=0)
+    max_length_batch_factor: Optional[float] = Field(default=None, gt=0)
+    never_generate: tuple[int, ...] = ()
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchDefaults":
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best {self.n_best} exceeds beam_size {self.beam_size}")
+        for name in ("alpha", "max_length_ratio", "max_length_batch_factor"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and abs(value) <= 1e6):
+                raise ValueError(f"{name} must be a finite number of reasonable size (got {value})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.model_dump()
+        d["never_generate"] = list(self.never_generate)
+        return d
+
+
+def _attr(model: Any, side: str, name: str) -> Any:
+    """``model.<side>_<name>_id``, else ``model.<name>_id`` (the same on both sides), else
+    the attribute's absence (``...``)."""
+    for attr in (f"{side}_{name}_id", f"{name}_id"):
+        if hasattr(model, attr):
+            return getattr(model, attr)
+    return ...
+
+
+def specials_of(model: Any) -> tuple[Specials, Specials]:
+    """The (source, target) ``Specials`` a module declares: ``src_pad_id``, ``src_bos_id``,
+    ``src_eos_id``, ``src_unk_id``, ``tgt_pad_id``, ... (int or None); a side-less ``pad_id``,
+    ``bos_id``, ``eos_id``, ``unk_id`` means the same id on both sides. An attribute that is
+    absent everywhere is ``None`` (no such token), except ``unk`` of a module that declares
+    nothing per side (format 1: 3). ``ValueError`` names a value that is not an int or None."""
+    out = []
+    per_side = any(hasattr(model, f"{s}_{n}_id") for s in ("src", "tgt") for n in SPECIAL_NAMES)
+    for side in ("src", "tgt"):
+        values: dict[str, int | None] = {}
+        for name in SPECIAL_NAMES:
+            v = _attr(model, side, name)
+            if v is ...:
+                v = FORMAT1_SPECIALS["unk"] if name == "unk" and not per_side else None
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ValueError(f"the model's {side}_{name}_id is {v!r}, not an int or None")
+            values[name] = v
+        out.append(Specials(**values))
+    return out[0], out[1]
+
+
+__all__ = ["FORMAT1", "FORMAT1_SPECIALS", "FORMAT1_TOKENS", "Framing", "PENALTIES", "SPECIAL_NAMES",
+           "STYLES", "SearchDefaults", "Specials", "specials_of"]
