@@ -106,8 +106,14 @@ class SearchOptions:
         return self
 
     def max_lengths(self, src_lengths: np.ndarray) -> np.ndarray:
-        """[B] maximum output length of each sentence."""
-        out = np.full(len(src_lengths), int(self.max_length), dtype=np.int64)
+        """[B] maximum output length of each sentence of this batch: ``max_length``, or with
+        ``max_length_batch_factor`` Joey NMT's ``int(factor * longest source of the batch)``
+        (joeynmt/search.py ``search``, when ``max_output_length`` is unset); then capped by
+        ``ceil(max_length_ratio * src_len)`` per sentence."""
+        limit = int(self.max_length)
+        if self.max_length_batch_factor is not None and len(src_lengths):
+            limit = int(float(np.max(src_lengths)) * self.max_length_batch_factor)
+        out = np.full(len(src_lengths), max(limit, 1), dtype=np.int64)
         if self.max_length_ratio is not None:
             ratio = np.ceil(self.max_length_ratio * np.asarray(src_lengths, dtype=np.float64)).astype(np.int64)
             out = np.minimum(out, np.maximum(ratio, 1))
