@@ -126,7 +126,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
         section["quality"] = quality([vocab.decode(ids) for ids in raw["pytorch"]],
                                      [vocab.decode(ids) for ids in raw["backend"]], data.references, g2p)
 
-    failures = _failures(teacher, [(name, section) for name, section, _ in runs])
+    failures = _failures(teacher, [(name, section) for name, section, _ in runs], tol)
     fp16_real = None
     if precision == "fp16" and be.name.startswith("onnxruntime"):
         fp16_real = fp16_fidelity(bundle_dir, sources, max_length)
@@ -167,7 +167,49 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]], tol: Tolerances) -> list[str]:
+    """Every gate that failed, one line each (``tolerances`` says which gates a precision has)."""
+    out = []
+    if tol.gate_raw:
+        out += _raw_failures(teacher)
+    top1 = teacher.get("top1")
+    if tol.min_top1 is not None and top1 and top1["agreement"] < tol.min_top1 - 1e-12:
+        out.append(f"teacher-forced top-1 agreement {top1['agreement']:.2%} < {tol.min_top1:.0%} "
+                   f"({top1['sentence_steps'] - top1['agreeing']} of {top1['sentence_steps']} sentence-steps "
+                   f"choose another token than PyTorch; largest margin {_fmt(top1['max_margin'])} nats)")
+    for name, s in runs:
+        label = run_label(name, s)
+        if s["agreement"] < s["min_exact"] - 1e-12:
+            d = next((m for m in s["mismatches"] if not m["near_tie"]), None)
+            first_txt = "" if d is None else (
+                f" (first: sentence {d['sentence']} step {d['step']}: PyTorch {d['pytorch_token_text']!r} vs "
+                f"bundle {d['backend_token_text']!r}, margin {_fmt(d['margin'])})")
+            out.append(f"free-running {label}: {s['divergent']} of {s['sentences']} sentences diverge from "
+                       f"PyTorch beyond a near tie; identical or near tie {s['agreement']:.1%} < "
+                       f"{s['min_exact']:.1%}{first_txt}")
+        if tol.gate_raw and not s["scores_ok"]:
+            out.append(f"free-running {label}: same tokens but scores differ from PyTorch by up to "
+                       f"{_fmt(s['max_score_diff'])}")
+        drop = metric_drop(s.get("quality", {}))
+        if tol.max_metric_drop is not None and drop is not None and drop[1] > tol.max_metric_drop + 1e-9:
+            out.append(f"free-running {label}: the bundle's {drop[0]} is {drop[1]:.2f} points worse than "
+                       f"PyTorch's (at most {tol.max_metric_drop:g})")
+    return out
+
+
+def metric_drop(quality: dict[str, Any]) -> tuple[str, float] | None:
+    """The task metric's worst loss of the bundle against PyTorch, in points (BLEU: PyTorch minus
+    the bundle; PER/WER: the bundle minus PyTorch, in percentage points), or None without
+    references."""
+    diff = quality.get("difference")
+    if not diff:
+        return None
+    if quality.get("metric") == "bleu":
+        return "BLEU", -float(diff["bleu"])
+    return max((("PER", 100.0 * float(diff["per"])), ("WER", 100.0 * float(diff["wer"]))), key=lambda x: x[1])
+
+
+def _raw_failures(teacher: dict[str, Any]) -> list[str]:
     out = []
     for key, r in teacher["outputs"].items():
         if r["ok"]:
@@ -179,19 +221,6 @@ def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
     first = teacher.get("first_failure")
     if first is not None:
         out.insert(0, f"first failure: {first['output']} at {step_label(first['step'])}, sentence {first['sentence']}")
-    for name, s in runs:
-        label = run_label(name, s)
-        if s["agreement"] < s["min_exact"] - 1e-12:
-            d = next((m for m in s["mismatches"] if not m["near_tie"]), None)
-            first_txt = "" if d is None else (
-                f" (first: sentence {d['sentence']} step {d['step']}: PyTorch {d['pytorch_token_text']!r} vs "
-                f"bundle {d['backend_token_text']!r}, margin {_fmt(d['margin'])})")
-            out.append(f"free-running {label}: {s['divergent']} of {s['sentences']} sentences diverge from "
-                       f"PyTorch beyond a near tie; identical or near tie {s['agreement']:.1%} < "
-                       f"{s['min_exact']:.1%}{first_txt}")
-        if not s["scores_ok"]:
-            out.append(f"free-running {label}: same tokens but scores differ from PyTorch by up to "
-                       f"{_fmt(s['max_score_diff'])}")
     return out
 
 

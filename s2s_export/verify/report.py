@@ -56,10 +56,12 @@ def step_label(step: int | str) -> str:
     return "the initial state" if step == "encoder" else f"step {step}"
 
 
-def _verdict(r: dict[str, Any]) -> str:
-    """``ok``, ``FAIL at the initial state`` or ``FAIL from step t`` of one output's figures."""
+def _verdict(r: dict[str, Any], gating: bool = True) -> str:
+    """``ok``, ``FAIL at the initial state`` or ``FAIL from step t`` of one output's figures
+    (``over from ...`` where raw errors do not gate)."""
     where = r["first_failing_step"]
-    return "ok" if r["ok"] else ("FAIL at the initial state" if where == "encoder" else f"FAIL from step {where}")
+    word = "FAIL" if gating else "over"
+    return "ok" if r["ok"] else (f"{word} at the initial state" if where == "encoder" else f"{word} from step {where}")
 
 
 def _divergence(m: dict[str, Any]) -> str:
@@ -67,6 +69,14 @@ def _divergence(m: dict[str, Any]) -> str:
     gap = "" if m.get("score_gap") is None else f", score gap {m['score_gap']:.3g}"
     return (f"sentence {m['sentence']} step {m['step']}: PyTorch {m['pytorch_token_text']!r} vs bundle "
             f"{m['backend_token_text']!r}, margin {m['margin']:.3g}{gap} ({kind})")
+
+
+def top1_line(top1: dict[str, Any], gate: float | None) -> str:
+    """The teacher-forced top-1 agreement, with its verdict where it gates."""
+    verdict = "" if gate is None else (" ok" if top1["agreement"] >= gate - 1e-12 else " FAIL")
+    return (f"top-1 agreement {top1['agreement']:.2%} ({top1['agreeing']}/{top1['sentence_steps']}"
+            f"{'' if gate is None else f', min {gate:.0%}'}){verdict}; near ties {top1['near_ties']}, "
+            f"largest margin {top1['max_margin']:.3g} nats")
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -80,8 +90,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
              f"{report['inputs']['src_lengths'][0]}..{report['inputs']['src_lengths'][1]} (EOS included)",
              f"tolerances ({tol['precision_defaults']} defaults"
              + (f"; changed: {', '.join(tol['overridden'])}" if tol["overridden"] else "")
-             + f"): {_tol_groups(tol)}; identical or near tie >= {tol['min_exact']:.0%}; "
-             f"near tie <= {tol['tie_margin']:g} nats"]
+             + f"): {_tol_groups(tol)}{'' if tol.get('gate_raw', True) else ' (reported, not gating)'}; "
+             f"identical or near tie >= {tol['min_exact']:.0%}; near tie <= {tol['tie_margin']:g} nats"
+             + (f"; top-1 agreement >= {tol['min_top1']:.0%}" if tol.get("min_top1") is not None else "")
+             + (f"; task metric within {tol['max_metric_drop']:g} point" if tol.get("max_metric_drop") is not None
+                else "")]
     tf = report["teacher_forced"]
     lines += ["", f"teacher-forced ({tf['sentences']} sentences, {tf['steps']} steps, {tf['row_steps']} "
                   f"sentence-steps; PyTorch's greedy tokens fed to both)"]
@@ -92,9 +105,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                  f"{'rtol':>7}  result")
     for key, r in tf["outputs"].items():
         lines.append(f"  {key:<{width}}  {_g(r['max_abs']):>8}  {_g(r['max_rel']):>8}  {_g(r['p99_abs']):>8}  "
-                     f"{r['atol']:>7g}  {r['rtol']:>7g}  {_verdict(r)}")
+                     f"{r['atol']:>7g}  {r['rtol']:>7g}  {_verdict(r, tol.get('gate_raw', True))}")
+    if tf.get("top1"):
+        lines.append("  " + top1_line(tf["top1"], tol.get("min_top1")))
     first = tf.get("first_failure")
-    if first:
+    if first and tol.get("gate_raw", True):
         lines.append(f"  first failure: {first['output']} at {step_label(first['step'])}, sentence {first['sentence']} "
                      f"(max abs {first['max_abs']:.3g}, atol {first['atol']:g})")
     lines += ["", "free-running (runtime search vs PyTorch reference search)"]
@@ -102,7 +117,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  {run_label(name, s):<7} identical {s['exact']}/{s['sentences']}, near ties "
                      f"{s['near_ties']}, diverging {s['divergent']}: {s['agreement']:.1%} (min "
                      f"{s['min_exact']:.0%}) {'ok' if s['agreement'] >= s['min_exact'] - 1e-12 else 'FAIL'}; "
-                     f"score diff {s['max_score_diff']:.2g}{'' if s['scores_ok'] else ' FAIL'}; "
+                     f"score diff {s['max_score_diff']:.2g}"
+                     f"{'' if s['scores_ok'] or not tol.get('gate_raw', True) else ' FAIL'}; "
                      f"{_quality(s['quality'])}")
         listed = sorted(s["mismatches"], key=lambda m: m["near_tie"])[:MAX_LISTED]
         for m in listed:
@@ -252,11 +268,13 @@ def html_page(report: dict[str, Any], example: dict[str, Any], plt: Any) -> str:
                  "own state." + (f" Note: {e(tf['note'])}" if tf.get("note") else "") + "</p><table>")
     parts.append(_row(["output", "max abs", "max rel", "p99 abs", "atol", "rtol", "result"], header=True))
     for key, r in tf["outputs"].items():
-        parts.append(_row([key, _g(r["max_abs"]), _g(r["max_rel"]), _g(r["p99_abs"]), r["atol"], r["rtol"], _verdict(r)],
+        parts.append(_row([key, _g(r["max_abs"]), _g(r["max_rel"]), _g(r["p99_abs"]), r["atol"], r["rtol"], _verdict(r, tol.get("gate_raw", True))],
                           classes=["", "n", "n", "n", "n", "n", "ok" if r["ok"] else "fail"]))
     parts.append("</table>")
+    if tf.get("top1"):
+        parts.append(f"<p>{e(top1_line(tf['top1'], tol.get('min_top1')))}</p>")
     first = tf.get("first_failure")
-    if first:
+    if first and tol.get("gate_raw", True):
         parts.append(f"<p class='fail'>First failure: {e(first['output'])} at {e(step_label(first['step']))}, sentence "
                      f"{first['sentence']} (max abs {first['max_abs']:.3g}, atol {first['atol']:g}).</p>")
     if tf["per_step"]:

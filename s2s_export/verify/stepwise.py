@@ -77,6 +77,7 @@ def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]
     batch = max(1, min(int(batch_size), backend.max_rows or int(batch_size)))
     outputs: dict[str, _Output] = {}  # "encoder/<s>" and "decoder_step/<o>"
     rows_per_step: dict[int, int] = {}
+    top1 = _Top1(tol.tie_margin)
     state_names: list[str] = []
     K = int(backend.topk)
 
@@ -120,6 +121,7 @@ def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]
                         check(f"decoder_step/{next_name(name)}", t, got_state[name], state[name].numpy(), rows, True)
                 assert res.log_probs is not None and res.attn is not None
                 at_ids = np.take_along_axis(lp_np, np.clip(res.topk_ids.astype(np.int64), 0, lp_np.shape[1] - 1), 1)
+                top1.update(lp_np, at_ids[:, 0])
                 for name, got, ref in (("attn", res.attn, attn.numpy()), ("log_probs", res.log_probs, lp_np),
                                        ("topk_log_probs", res.topk_log_probs, top_lp),
                                        ("topk_ids", at_ids, top_lp)):
@@ -136,7 +138,33 @@ def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]
                 reorder = live.astype(np.int64)
     finally:
         model.train(was_training)
-    return _section(outputs, rows_per_step, state_names, has_state, tol, len(sources))
+    section = _section(outputs, rows_per_step, state_names, has_state, tol, len(sources))
+    section["top1"] = top1.figures()
+    return section
+
+
+class _Top1:
+    """Teacher-forced top-1 agreement: a sentence-step agrees when PyTorch's log-prob of the
+    bundle's best token equals PyTorch's best (an exact tie in PyTorch counts as agreement);
+    otherwise the margin (PyTorch's best minus its log-prob of the bundle's token, nats) is
+    recorded, and a margin of at most ``tie_margin`` counts as a near tie."""
+
+    def __init__(self, tie_margin: float) -> None:
+        self.tie_margin, self.rows, self.agree, self.near = tie_margin, 0, 0, 0
+        self.max_margin = 0.0
+
+    def update(self, lp: np.ndarray, at_top1: np.ndarray) -> None:
+        """lp [R,V] PyTorch's log-probs; at_top1 [R] PyTorch's log-prob of the bundle's best token."""
+        margin = lp.max(axis=1) - at_top1  # [R] >= 0
+        self.rows += len(margin)
+        self.agree += int((margin <= 0).sum())
+        self.near += int(((margin > 0) & (margin <= self.tie_margin)).sum())
+        self.max_margin = max(self.max_margin, float(margin.max(initial=0.0)))
+
+    def figures(self) -> dict[str, Any]:
+        return {"sentence_steps": self.rows, "agreeing": self.agree,
+                "agreement": self.agree / self.rows if self.rows else 1.0,
+                "near_ties": self.near, "max_margin": self.max_margin}
 
 
 def output_order(state_names: Sequence[str]) -> list[str]:

@@ -6,28 +6,32 @@ tie-robustly: PyTorch's log-probs at the bundle's ids against PyTorch's top-K lo
 under the state's own name (``h``, ``c``...). A tolerance is ``(atol, rtol)``: an element
 passes iff |bundle - pytorch| <= atol + rtol * |pytorch|.
 
-Defaults (``DEFAULTS``): float32 is tight (atol 1e-4, rtol 1e-3 everywhere, as the exporter's
-check: measured float32 errors are 1e-7..5e-5). The lower precisions are looser because their
-error is by design; each side runs its own state chain, so a step's error includes the drift
-of the state. Their defaults are about twice the largest errors measured on trained models
-(the tiny test models and examples/g2p.pt, 100-200 sentences, ONNX Runtime CPU):
+What gates (decides exit 3) depends on the precision (``DEFAULTS``), so that no verdict depends
+on the CPU that runs it:
 
-* ``fp16``: states and attention atol 0.05, log-probs atol 0.1, rtol 0.01/0.02 (measured on
-  ONNX Runtime CPU, which computes float16 nodes in float32, so only the rounding of weights
-  and of float16 tensors shows: log-probs <= 0.02, states <= 0.01; TensorRT's real float16
-  arithmetic is expected to be a few times worse);
-* ``int8`` (dynamic quantization): states and attention atol 0.5, log-probs atol 1.0, rtol 0.1
-  (measured: states <= 0.25, attention <= 0.07, log-probs <= 0.65).
+* ``fp32``: the raw errors gate. atol 1e-4, rtol 1e-3 on every output (as the exporter's check;
+  measured float32 errors are 1e-7..5e-5 on Intel and AMD alike), and every free-running output
+  identical to PyTorch's or a near tie within 1e-3 nats.
+* ``fp16`` and ``int8``: the raw errors are by design (and int8 kernels round differently on CPUs
+  with and without VNNI: an AMD EPYC without VNNI showed ``next_c`` errors of 1.4 where an Intel
+  Xeon showed 0.25), so they are reported, with the tolerances below as reference lines, but do
+  not gate. What gates is what matters for a quantized graph:
+
+  - teacher-forced top-1 agreement (``min_top1``): the share of sentence-steps where the bundle's
+    best token is PyTorch's best (or ties it exactly in PyTorch): fp16 >= 99%, int8 >= 97%;
+  - every free-running divergence a near tie (``min_exact`` 1.0): PyTorch's log-prob margin
+    between its token and the bundle's (greedy), or between its best hypothesis and the bundle's
+    (beam), at most ``tie_margin`` nats: fp16 0.1, int8 1.0 (about twice the largest int8
+    log-prob error measured on trained models, 0.65 nats on an Intel Xeon);
+  - the task metric (``max_metric_drop``, when the inputs have references): the bundle's BLEU
+    at most 1 point below PyTorch's, its PER and WER at most 1 point above.
+
+  Passing ``atol``/``rtol``/per-output tolerances makes the raw errors gate again (the user asked
+  for them). Reference lines: fp16 states and attention atol 0.05, log-probs 0.1, rtol
+  0.01/0.02; int8 states and attention atol 0.5, log-probs 1.0, rtol 0.1.
 
 ``topk_ids`` (compared through PyTorch's log-probs at the chosen ids) gets twice the log-probs
 ``atol``: two tail tokens each off by the log-prob error swap places at twice that gap.
-
-``min_exact``: the least fraction of sentences whose free-running output is token-identical to
-PyTorch's or differs from it at a near tie (float32 1.0: every real divergence fails; fp16
-0.95; int8 0.9). ``tie_margin``: a divergence is a near tie when PyTorch's log-prob margin
-between its token and the bundle's (greedy), or between its best hypothesis and the bundle's
-(beam), is at most this (nats: float32 1e-3, fp16 0.1, int8 0.5, about the log-prob error of
-the precision).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class Tolerances:
     min_exact: float = 1.0
     tie_margin: float = 1e-3
     overridden: tuple[str, ...] = ()  # what the user changed (for the report)
+    gate_raw: bool = True  # the per-output errors decide the verdict (fp32; any user override)
+    min_top1: float | None = None  # least teacher-forced top-1 agreement (fp16/int8)
+    max_metric_drop: float | None = None  # most BLEU/PER/WER points the bundle may lose (fp16/int8)
 
     def of(self, output: str, is_state: bool = False) -> tuple[float, float]:
         """``(atol, rtol)`` of an output (``next_h`` and the initial ``h`` fall back to
@@ -94,7 +101,8 @@ class Tolerances:
         if tie_margin is not None:
             _check("tie_margin", tie_margin)
             changed.append(f"tie_margin {tie_margin:g}")
-        return replace(self, outputs=outputs, overridden=tuple(changed),
+        raw = any(v is not None for v in (atol, rtol)) or bool(per_output)
+        return replace(self, outputs=outputs, overridden=tuple(changed), gate_raw=self.gate_raw or raw,
                        min_exact=self.min_exact if min_exact is None else float(min_exact),
                        tie_margin=self.tie_margin if tie_margin is None else float(tie_margin))
 
@@ -102,7 +110,8 @@ class Tolerances:
         return {"precision_defaults": self.precision,
                 "outputs": {k: {"atol": a, "rtol": r} for k, (a, r) in self.outputs.items()},
                 "min_exact": self.min_exact, "tie_margin": self.tie_margin,
-                "overridden": list(self.overridden)}
+                "overridden": list(self.overridden), "gate_raw": self.gate_raw, "min_top1": self.min_top1,
+                "max_metric_drop": self.max_metric_drop}
 
 
 def _set(pair: tuple[float, float], index: int, value: float) -> tuple[float, float]:
@@ -118,9 +127,9 @@ _LP = ("log_probs", "topk_log_probs")
 DEFAULTS: dict[str, Tolerances] = {
     "fp32": Tolerances("fp32", {DEFAULT: (1e-4, 1e-3)}, min_exact=1.0, tie_margin=1e-3),
     "fp16": Tolerances("fp16", {DEFAULT: (5e-2, 1e-2), **{k: (0.1, 2e-2) for k in _LP}, "topk_ids": (0.2, 2e-2)},
-                       min_exact=0.95, tie_margin=0.1),
+                       min_exact=1.0, tie_margin=0.1, gate_raw=False, min_top1=0.99, max_metric_drop=1.0),
     "int8": Tolerances("int8", {DEFAULT: (0.5, 0.1), **{k: (1.0, 0.1) for k in _LP}, "topk_ids": (2.0, 0.1)},
-                       min_exact=0.9, tie_margin=0.5),
+                       min_exact=1.0, tie_margin=1.0, gate_raw=False, min_top1=0.97, max_metric_drop=1.0),
 }
 
 
