@@ -10,7 +10,11 @@ Layout::
       *.plan, timing.cache                       TensorRT engines (built on the target)
 
 ``manifest["graphs"][precision] = {"encoder": file, "decoder_step": file}``. Every file is listed
-with its sha256 in ``manifest["files"]``; loading refuses a mismatch. Writes are atomic
+with its sha256 in ``manifest["files"]``; loading refuses a mismatch, and any file that resolves
+outside the bundle (a symbolic link to elsewhere). ``manifest.json`` is validated completely
+at load (``schema.py``); format 2 adds each vocabulary's special ids, the source framing and the
+search defaults and style (``conventions.py``); format 1 bundles load as the fixed format-1
+conventions. Writes are atomic
 (``atomic_dir``): a temporary directory beside the target, renamed into place at the end.
 """
 
@@ -26,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .conventions import FORMAT1, Conventions, Framing, SearchDefaults, Specials
 from .errors import BundleError, OutputExistsError
 from .graphio import BundleIO
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-side special ids, source framing, search defaults (format 1 still loads)
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder_step")  # the two graphs of every precision (keys of graphs[precision])
 GREEDY = "greedy"  # optional third key: the fused greedy graph (export/greedy.py; ONNX Runtime only)
@@ -43,58 +48,58 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _check_name(name: object) -> None:
-    """A bundle file name: a relative path inside the bundle (no absolute path, no ``..``)."""
-    if not isinstance(name, str) or not name or name == MANIFEST:
-        raise BundleError(f"manifest.json names an invalid bundle file {name!r}", "re-export the bundle")
-    if Path(name).is_absolute() or "\\" in name or ".." in Path(name).parts:
-        raise BundleError(f"manifest.json names a file outside the bundle ({name!r})",
-                          "re-export the bundle; never load a bundle whose manifest points elsewhere")
-
-
-def _check_file_tables(d: dict[str, Any]) -> None:
-    """Types of ``files``/``graphs``/``engines`` and every file name they hold (BundleError)."""
-    files, graphs, engines = d.get("files", {}), d.get("graphs", {}), d.get("engines", [])
-    ok = (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
-          and isinstance(graphs, dict) and all(isinstance(g, dict) for g in graphs.values())
-          and isinstance(engines, list) and all(isinstance(e, dict) for e in engines))
-    if not ok:
-        raise BundleError("manifest.json is malformed (files, graphs or engines has the wrong type)",
-                          "re-export the bundle with s2s-export")
-    for name in [*files, *(f for g in graphs.values() for f in g.values()),
-                 *(e["file"] for e in engines if "file" in e)]:
-        _check_name(name)
-
-
 @dataclass
 class Manifest:
-    """Everything the runtime needs to know about a bundle (``manifest.json``)."""
+    """Everything the runtime needs to know about a bundle (``manifest.json``, validated by
+    ``schema.validate_manifest``).
+
+    ``src_specials``/``tgt_specials``: the special ids of each vocabulary; ``framing``: what every
+    entry point adds around a source and the decoder's start token; ``search``: the search
+    defaults and style (``conventions``)."""
 
     model_config: dict[str, Any]
     src_vocab: list[str]
     tgt_vocab: list[str]
-    specials: dict[str, int]
     tokenizer: str
     io: BundleIO
     opset: int
     max_batch: int
     max_src_len: int
+    src_specials: Specials = FORMAT1
+    tgt_specials: Specials = FORMAT1
+    framing: Framing = field(default_factory=Framing)
+    search: SearchDefaults = field(default_factory=SearchDefaults)
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     engines: list[dict[str, Any]] = field(default_factory=list)
     trt_compat: list[str] = field(default_factory=list)  # TensorRT-compatibility problems found
-    format_version: int = FORMAT_VERSION
+    format_version: int = FORMAT_VERSION  # of the document read (1 or 2); saving writes the current
 
     @property
     def topk(self) -> int:
         return self.io.topk
 
+    @property
+    def conventions(self) -> Conventions:
+        """Both sides' special ids and the framing."""
+        return Conventions(src=self.src_specials, tgt=self.tgt_specials, framing=self.framing)
+
+    @property
+    def start_id(self) -> int:
+        """The decoder's first input token."""
+        return self.framing.start_id(self.tgt_specials)
+
     def to_dict(self) -> dict[str, Any]:
+        from .schema import specials_doc
+
         return {
-            "format_version": self.format_version, "model_config": self.model_config,
-            "src_vocab": self.src_vocab, "tgt_vocab": self.tgt_vocab, "specials": self.specials,
+            "format_version": FORMAT_VERSION, "model_config": self.model_config,
+            "src_vocab": self.src_vocab, "tgt_vocab": self.tgt_vocab,
+            "specials": {"src": specials_doc(self.src_specials, self.src_vocab),
+                         "tgt": specials_doc(self.tgt_specials, self.tgt_vocab)},
+            "framing": self.framing.model_dump(), "search": self.search.to_dict(),
             "tokenizer": self.tokenizer, "io": self.io.to_dict(), "topk": self.topk,
             "opset": self.opset, "max_batch": self.max_batch, "max_src_len": self.max_src_len,
             "graphs": self.graphs, "files": self.files, "versions": self.versions,
@@ -102,27 +107,28 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
-        version = d.get("format_version")
-        if not isinstance(version, int):
-            raise BundleError("manifest.json has no format_version", "re-export the bundle with s2s-export")
+    def from_dict(cls, d: Any) -> "Manifest":
+        """Validate a manifest document (format 1 or 2) and read it (``BundleError`` naming
+        every problem; a newer format is refused naming both versions)."""
+        from .schema import validate_manifest
+
+        version = d.get("format_version") if isinstance(d, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BundleError("manifest.json has no valid format_version", "re-export the bundle with s2s-export")
         if version > FORMAT_VERSION:
             raise BundleError(
                 f"bundle format version {version} is newer than this s2s-export reads ({FORMAT_VERSION})",
                 "upgrade s2s-export (pip install -U s2s-export) or re-export with this version")
-        _check_file_tables(d)
-        try:
-            return cls(
-                model_config=d["model_config"], src_vocab=list(d["src_vocab"]),
-                tgt_vocab=list(d["tgt_vocab"]), specials=dict(d["specials"]),
-                tokenizer=d["tokenizer"], io=BundleIO.from_dict(d["io"]), opset=int(d["opset"]),
-                max_batch=int(d["max_batch"]), max_src_len=int(d["max_src_len"]),
-                graphs=d.get("graphs", {}), files=d.get("files", {}), versions=d.get("versions", {}),
-                parity=d.get("parity", {}), engines=d.get("engines", []),
-                trt_compat=list(d.get("trt_compat", [])), format_version=version)
-        except (KeyError, TypeError, ValueError, StopIteration) as exc:
-            raise BundleError(f"manifest.json is malformed ({type(exc).__name__}: {exc})",
-                              "re-export the bundle with s2s-export") from None
+        doc = validate_manifest(d)
+        return cls(
+            model_config=doc.model_config_, src_vocab=list(doc.src_vocab), tgt_vocab=list(doc.tgt_vocab),
+            tokenizer=doc.tokenizer, io=BundleIO.from_dict(doc.io.model_dump()), opset=doc.opset,
+            max_batch=doc.max_batch, max_src_len=doc.max_src_len, src_specials=doc.specials.src.specials(),
+            tgt_specials=doc.specials.tgt.specials(), framing=doc.framing, search=doc.search,
+            graphs={p: dict(g) for p, g in doc.graphs.items()}, files=dict(doc.files),
+            versions=dict(doc.versions), parity=dict(doc.parity),
+            engines=[e.model_dump() for e in doc.engines], trt_compat=list(doc.trt_compat),
+            format_version=version)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Hash every file listed in ``graphs``/``engines``/``files`` and write the manifest."""
@@ -132,6 +138,17 @@ class Manifest:
         names.update(e["file"] for e in self.engines if "file" in e)
         self.files = {n: sha256_file(directory / n) for n in sorted(names)}
         (directory / MANIFEST).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def bundle_path(directory: str | os.PathLike[str], name: str) -> Path:
+    """``directory / name`` resolved, refusing (``BundleError``) a file that resolves outside the
+    bundle (a symbolic link to elsewhere, a ``..`` component)."""
+    root = Path(directory).resolve()
+    path = (root / name).resolve()
+    if path != root and root not in path.parents:
+        raise BundleError(f"bundle file {name} resolves outside the bundle ({path})",
+                          "re-export the bundle; never load a bundle whose files point elsewhere")
+    return path
 
 
 def load_manifest(directory: str | os.PathLike[str], verify: bool = True) -> Manifest:
@@ -153,21 +170,13 @@ def load_manifest(directory: str | os.PathLike[str], verify: bool = True) -> Man
     if not isinstance(data, dict):
         raise BundleError(f"{path} is not a manifest object", "re-export the bundle")
     manifest = Manifest.from_dict(data)
-    if verify:
-        hashed = set(manifest.files)
-        used = [f for g in manifest.graphs.values() for f in g.values()]
-        used += [e["file"] for e in manifest.engines if "file" in e]
-        for name in used:
-            if name not in hashed:
-                raise BundleError(f"bundle file {name} has no sha256 in the manifest (modified manifest)",
-                                  "re-export the bundle")
-        for name, digest in manifest.files.items():
-            f = directory / name
-            if not f.is_file():
-                raise BundleError(f"bundle file {name} is missing", "re-export the bundle")
-            if sha256_file(f) != digest:
-                raise BundleError(f"bundle file {name} does not match its sha256 in the manifest "
-                                  "(modified or corrupted)", "re-export the bundle")
+    for name, digest in manifest.files.items():
+        f = bundle_path(directory, name)  # every file, checked or not, stays inside the bundle
+        if not f.is_file():
+            raise BundleError(f"bundle file {name} is missing", "re-export the bundle")
+        if verify and sha256_file(f) != digest:
+            raise BundleError(f"bundle file {name} does not match its sha256 in the manifest "
+                              "(modified or corrupted)", "re-export the bundle")
     return manifest
 
 

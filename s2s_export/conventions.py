@@ -130,6 +130,28 @@ class SearchDefaults(_Frozen):
         return d
 
 
+class Conventions(_Frozen):
+    """A model's special ids on both sides and its source framing: what export, verify and the
+    runtime need to feed the model as it was trained."""
+
+    src: Specials
+    tgt: Specials
+    framing: Framing = Framing()
+
+    @property
+    def start_id(self) -> int:
+        return self.framing.start_id(self.tgt)
+
+    def frame(self, ids: list[int]) -> list[int]:
+        return self.framing.frame(list(ids), self.src)
+
+    def blocked(self, never_generate: tuple[int, ...] = ()) -> tuple[int, ...]:
+        """The target ids never generated: pad, bos (when the vocabulary has them) and
+        ``never_generate``, sorted."""
+        ids = {i for i in (self.tgt.pad, self.tgt.bos) if i is not None} | set(never_generate)
+        return tuple(sorted(ids))
+
+
 def _attr(model: Any, side: str, name: str) -> Any:
     """``model.<side>_<name>_id``, else ``model.<name>_id`` (the same on both sides), else
     the attribute's absence (``...``)."""
@@ -137,6 +159,19 @@ def _attr(model: Any, side: str, name: str) -> Any:
         if hasattr(model, attr):
             return getattr(model, attr)
     return ...
+
+
+def conventions_of(model: Any, framing: Framing | None = None) -> Conventions:
+    """The ``Conventions`` a module declares (``specials_of``), with ``framing`` or, else, the
+    module's ``framing`` attribute or the default (EOS appended; the module's
+    ``decoder_start_id`` attribute, if any, as the decoder's first token)."""
+    src, tgt = specials_of(model)
+    if framing is None:
+        framing = getattr(model, "framing", None)
+        if not isinstance(framing, Framing):
+            start = getattr(model, "decoder_start_id", None)
+            framing = Framing(decoder_start=start if isinstance(start, int) and not isinstance(start, bool) else None)
+    return Conventions(src=src, tgt=tgt, framing=framing)
 
 
 def specials_of(model: Any) -> tuple[Specials, Specials]:
@@ -160,5 +195,5 @@ def specials_of(model: Any) -> tuple[Specials, Specials]:
     return out[0], out[1]
 
 
-__all__ = ["FORMAT1", "FORMAT1_SPECIALS", "FORMAT1_TOKENS", "Framing", "PENALTIES", "SPECIAL_NAMES",
+__all__ = ["Conventions", "conventions_of", "FORMAT1", "FORMAT1_SPECIALS", "FORMAT1_TOKENS", "Framing", "PENALTIES", "SPECIAL_NAMES",
            "STYLES", "SearchDefaults", "Specials", "specials_of"]

@@ -10,7 +10,8 @@ Roles: ``input`` (src, src_lengths, tokens, reorder), ``static`` (fixed while de
 
 Encoder:  src [batch,src_len] int64, src_lengths [batch] int64 -> every static, every state.
 Step:     tokens [batch] int64, reorder [batch] int64, every static, every state
-          -> topk_log_probs [batch,K] f32, topk_ids [batch,K] int64, log_probs [batch,V] f32,
+          -> topk_log_probs [batch,K] f32, topk_ids [batch,K] int64 (the best K tokens other than
+             ``blocked``, the ids never generated), log_probs [batch,V] f32 (all tokens),
              next_<state> for every state, attn [batch,src_len] f32.
 Greedy:   max_lengths [batch] int64, every static, every state (the optional fused greedy graph,
           export/greedy.py; derived from the step, not stored)
@@ -111,6 +112,7 @@ class BundleIO:
     encoder: GraphSpec
     step: GraphSpec
     topk: int
+    blocked: tuple[int, ...] = ()  # target ids the step's top-K leaves out (never generated)
 
     @property
     def static(self) -> list[TensorSpec]:
@@ -130,15 +132,17 @@ class BundleIO:
         return GraphSpec("greedy", inputs, outputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.to_dict(), "decoder_step": self.step.to_dict(), "topk": self.topk}
+        return {"encoder": self.encoder.to_dict(), "decoder_step": self.step.to_dict(), "topk": self.topk,
+                "blocked": list(self.blocked)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BundleIO":
-        return cls(GraphSpec.from_dict(d["encoder"]), GraphSpec.from_dict(d["decoder_step"]), int(d["topk"]))
+        return cls(GraphSpec.from_dict(d["encoder"]), GraphSpec.from_dict(d["decoder_step"]), int(d["topk"]),
+                   tuple(int(i) for i in d.get("blocked", ())))
 
     @classmethod
     def build(cls, static: Iterable[TensorSpec], state: Iterable[TensorSpec], vocab_size: int,
-              topk: int) -> "BundleIO":
+              topk: int, blocked: Iterable[int] = ()) -> "BundleIO":
         """Both graph specs from the static and state tensor specs (shapes with symbolic axes)."""
         static, state = tuple(static), tuple(state)
         enc_in = (TensorSpec("src", "int64", (BATCH, SRC_LEN), "input"),
@@ -153,4 +157,4 @@ class BundleIO:
             *(TensorSpec(next_name(t.name), t.dtype, t.shape, "state") for t in state),
             TensorSpec("attn", "float32", (BATCH, SRC_LEN), "output"),
         )
-        return cls(encoder, GraphSpec("decoder_step", step_in, step_out), topk)
+        return cls(encoder, GraphSpec("decoder_step", step_in, step_out), topk, tuple(sorted(set(blocked))))

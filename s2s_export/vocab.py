@@ -1,7 +1,15 @@
 """Vocabularies and tokenizers (torch-free: the runtime uses them).
 
-Special ids are fixed and shared by source and target: pad 0, bos 1, eos 2, unk 3.
-Every source sequence ends with EOS (so an empty input still has length 1).
+A ``Vocab`` is a token list (id = position) with the ids of its special tokens
+(``conventions.Specials``): the zoo's vocabularies (``Vocab.build``) put pad, bos, eos, unk first
+(ids 0-3, the format-1 convention); an imported model's keep the tool's own order (Joey NMT:
+unk 0, pad 1, bos 2, eos 3; OpenNMT-py: ``<unk>``, ``<blank>``, ``<s>``, ``</s>``; g2p_en's
+source has no bos). Text never produces a control id: ``encode`` maps the strings of pad, bos and
+eos like any unknown token, to unk.
+
+Hygiene (``vocab_problems``): tokens are non-empty distinct strings that round-trip through the
+side's tokenizer (``char``: one non-space character; ``word``: no whitespace inside), except the
+special tokens, which text never produces anyway.
 """
 
 from __future__ import annotations
@@ -9,20 +17,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
+from .conventions import FORMAT1, FORMAT1_SPECIALS, FORMAT1_TOKENS, Specials
 from .errors import BadInputError
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+# the format-1 (zoo) specials: token strings, ids, and their order at the start of a vocabulary
+PAD, BOS, EOS, UNK = (FORMAT1_TOKENS[k] for k in ("pad", "bos", "eos", "unk"))
 SPECIALS = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = (FORMAT1_SPECIALS[k] for k in ("pad", "bos", "eos", "unk"))
 
 Tokenizer = Literal["char", "word"]
 TOKENIZERS = ("char", "word")
+MAX_VOCAB = 10_000_000  # more tokens than any real vocabulary: a corrupted document
 
 
-def content_ids(vocab_size: int) -> tuple[int, int]:
-    """[lo, hi) of the ids random test sources may use: the ordinary tokens after the specials,
-    or UNK alone when the vocabulary has nothing but the specials."""
-    return (len(SPECIALS), vocab_size) if vocab_size > len(SPECIALS) else (UNK_ID, UNK_ID + 1)
+def content_ids(vocab_size: int, specials: Specials = FORMAT1) -> list[int]:
+    """The ids random test sources may use: the ordinary tokens (not a special), or the unk id
+    alone (else id 0) when the vocabulary has nothing else."""
+    taken = set(specials.ids())
+    ids = [i for i in range(vocab_size) if i not in taken]
+    if ids:
+        return ids
+    return [specials.unk if specials.unk is not None else 0]
 
 
 def tokenizer_kinds(spec: str) -> tuple[str, str]:
@@ -50,20 +65,79 @@ def detokenize(tokens: Sequence[str], kind: str) -> str:
     return ("" if kind == "char" else " ").join(tokens)
 
 
+def round_trips(token: str, kind: str) -> bool:
+    """Whether ``tokenize(detokenize([token]))`` gives ``[token]`` back: a token the tokenizer can
+    produce from text, and that prints as itself (no whitespace inside, one character for ``char``)."""
+    return tokenize(token, kind) == [token] and (kind != "char" or len(token) == 1)
+
+
+def vocab_problems(tokens: Sequence[object], specials: Specials, kind: str | None, side: str = "") -> list[str]:
+    """What makes ``tokens`` unusable as the ``side`` (source/target) vocabulary of a bundle whose
+    tokenizer on that side is ``kind``: non-strings, empty strings, duplicates, special ids outside
+    the list, and (unless ``kind`` is None) tokens that do not round-trip through the tokenizer
+    (special tokens exempt). At most a few examples per kind of problem, each quoted with
+    ``repr`` (a newline shows as ``\\n``)."""
+    problems: list[str] = []
+    name = f"the {side} vocabulary" if side else "the vocabulary"
+
+    def report(what: str, bad: list[str]) -> None:
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            problems.append(f"{name} has {what}: {', '.join(bad[:3])}{more}")
+
+    if not tokens:
+        return [f"{name} is empty"]
+    if len(tokens) > MAX_VOCAB:
+        return [f"{name} has {len(tokens)} tokens (more than {MAX_VOCAB})"]
+    report("tokens that are not strings", [f"id {i} ({t!r})" for i, t in enumerate(tokens) if not isinstance(t, str)])
+    report("empty tokens", [f"id {i}" for i, t in enumerate(tokens) if t == ""])
+    seen: dict[object, int] = {}
+    dups = []
+    for i, t in enumerate(tokens):
+        if isinstance(t, str) and t in seen:
+            dups.append(f"{t!r} (ids {seen[t]} and {i})")
+        seen.setdefault(t, i)
+    report("duplicate tokens", dups)
+    try:
+        specials.check_size(len(tokens), side or "vocabulary's")
+    except ValueError as exc:
+        problems.append(str(exc))
+    if kind is None:
+        return problems
+    exempt = set(specials.ids())
+    report(f"tokens the {kind!r} tokenizer cannot produce or print back (whitespace inside"
+           + (", more than one character" if kind == "char" else "") + ")",
+           [f"id {i} ({t!r})" for i, t in enumerate(tokens)
+            if isinstance(t, str) and t and i not in exempt and not round_trips(t, kind)])
+    return problems
+
+
 @dataclass(frozen=True)
 class Vocab:
-    """An ordered token list whose first four entries are the specials."""
+    """An ordered token list (id = position) and the ids of its special tokens.
+
+    ``specials`` defaults to the format-1 convention, whose four tokens must then come first
+    (``<pad>``, ``<s>``, ``</s>``, ``<unk>``). ``BadInputError`` for a list that is not a
+    vocabulary (``vocab_problems`` without the tokenizer rule)."""
 
     tokens: tuple[str, ...]
+    specials: Specials = FORMAT1
     index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if tuple(self.tokens[:4]) != SPECIALS:
+        if self.specials == FORMAT1 and tuple(self.tokens[:4]) != SPECIALS:
             raise BadInputError(f"vocabulary must start with {SPECIALS}", "rebuild it with Vocab.build")
-        object.__setattr__(self, "index", {t: i for i, t in enumerate(self.tokens)})
+        problems = vocab_problems(self.tokens, self.specials, None)
+        if problems:
+            raise BadInputError("; ".join(problems), "pass the vocabulary the model was trained with")
+        # text maps to ordinary tokens only: the strings of pad/bos/eos are unknown words
+        control = {self.specials.pad, self.specials.bos, self.specials.eos} - {None}
+        index = {t: i for i, t in enumerate(self.tokens) if i not in control}
+        object.__setattr__(self, "index", index)
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]]) -> "Vocab":
+        """The zoo's vocabulary of ``sequences``: the format-1 specials, then the tokens sorted."""
         seen: dict[str, None] = {}
         for seq in sequences:
             for tok in seq:
@@ -75,17 +149,34 @@ class Vocab:
         return len(self.tokens)
 
     def encode(self, tokens: Sequence[str], add_eos: bool = False) -> list[int]:
-        ids = [self.index.get(t, UNK_ID) for t in tokens]
-        return ids + [EOS_ID] if add_eos else ids
+        """Ids of ``tokens`` (unknown tokens and the strings of pad/bos/eos -> unk), with EOS
+        appended when ``add_eos`` (``BadInputError`` when the vocabulary has no unk and a token
+        is unknown, or no eos and ``add_eos``)."""
+        unk = self.specials.unk
+        ids = []
+        for t in tokens:
+            i = self.index.get(t, unk)
+            if i is None:
+                raise BadInputError(f"token {t!r} is not in the vocabulary, which has no unknown-token id",
+                                    "use only tokens of the model's vocabulary")
+            ids.append(i)
+        if add_eos:
+            if self.specials.eos is None:
+                raise BadInputError("the vocabulary has no eos token", "do not append EOS to its sequences")
+            ids.append(self.specials.eos)
+        return ids
 
     def decode(self, ids: Iterable[int], strip: bool = True) -> list[str]:
-        """Token strings of ``ids``; with ``strip`` stops at EOS and drops pad/bos."""
+        """Token strings of ``ids``; with ``strip`` stops at EOS and drops pad/bos. An id outside
+        the vocabulary becomes the unk token string (``<unk>`` without one)."""
         out: list[str] = []
+        eos, drop = self.specials.eos, {self.specials.pad, self.specials.bos} - {None}
+        unk = self.tokens[self.specials.unk] if self.specials.unk is not None else UNK
         for i in ids:
             i = int(i)
-            if strip and i == EOS_ID:
+            if strip and i == eos:
                 break
-            if strip and i in (PAD_ID, BOS_ID):
+            if strip and i in drop:
                 continue
-            out.append(self.tokens[i] if 0 <= i < len(self.tokens) else UNK)
+            out.append(self.tokens[i] if 0 <= i < len(self.tokens) else unk)
         return out

@@ -46,11 +46,16 @@ def test_manifest_schema(bundle: Bundle) -> None:
     assert raw["format_version"] == FORMAT_VERSION
     assert set(raw) >= {"format_version", "model_config", "src_vocab", "tgt_vocab", "specials", "tokenizer",
                         "io", "topk", "opset", "max_batch", "max_src_len", "graphs", "files", "versions",
-                        "parity", "engines"}
+                        "parity", "engines", "framing", "search"}
     assert raw["model_config"]["attention"] == "local-m" and raw["model_config"]["src_vocab_size"] == 15
     assert len(raw["src_vocab"]) == 15 and len(raw["tgt_vocab"]) == 19
-    assert raw["specials"] == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
-    assert raw["tokenizer"] == "char"
+    zoo = {"pad": {"id": 0, "token": "<pad>"}, "bos": {"id": 1, "token": "<s>"}, "eos": {"id": 2, "token": "</s>"},
+           "unk": {"id": 3, "token": "<unk>"}}
+    assert raw["specials"] == {"src": zoo, "tgt": zoo}
+    assert raw["framing"] == {"prepend_bos": False, "append_eos": True, "decoder_start": None}
+    assert raw["search"]["style"] == "s2s" and raw["search"]["beam_size"] == 1
+    assert raw["io"]["blocked"] == [0, 1]  # the target pad and bos are never generated
+    assert raw["tokenizer"] == "word"  # placeholder vocabularies (<tokN>) are words, not characters
     assert (raw["topk"], raw["opset"], raw["max_batch"], raw["max_src_len"]) == (5, 17, 16, 40)
     assert raw["graphs"] == {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                                       "greedy": "greedy.onnx"}}

@@ -93,7 +93,7 @@ def test_export_flags(model_pt: Path, tmp_path: Path, capsys, monkeypatch) -> No
 def test_missing_and_bad_models_exit_4(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run("s2s-export", [str(tmp_path / "nope.pt")], capsys, monkeypatch)
     assert code == 4
-    assert err.splitlines() == [f"error: checkpoint {tmp_path / 'nope.pt'} does not exist; check the path"]
+    assert err.splitlines() == [f"error: model {tmp_path / 'nope.pt'} does not exist; check the path"]
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     code, out, err = run("s2s-export", [str(garbage)], capsys, monkeypatch)

@@ -21,6 +21,7 @@ from s2s_export.export import api
 from s2s_export.export import parity as parity_mod
 from s2s_export.export.parity import check_parity
 from s2s_export.export.spec import EXAMPLE, make_sources
+from s2s_export.verify.inputs import ZOO
 from s2s_export.export.wrap import EncoderGraph, StepGraph
 from s2s_export.graphio import BATCH, SRC_LEN
 from s2s_export.models import PRESETS, Seq2Seq, load_checkpoint, preset_config
@@ -109,10 +110,10 @@ def test_other_sizes_and_padding_invariance(exported: dict[str, tuple[Seq2Seq, B
     enc, step = session(bundle.path / "encoder.onnx"), session(bundle.path / "decoder_step.onnx")
     static_names, state_names = [t.name for t in io.static], [t.name for t in io.state]
     wrapped_enc = EncoderGraph(model, static_names, state_names)
-    wrapped_step = StepGraph(model, static_names, state_names, io.topk)
+    wrapped_step = StepGraph(model, static_names, state_names, io.topk, io.blocked, bundle.manifest.io.step.output('log_probs').shape[1])
     for batch, src_len in SIZES:
         lengths = _mixed_lengths(batch, src_len)
-        src, lens = make_sources(lengths, src_len, SRC_V, 2, 0, seed=batch + src_len)
+        src, lens = make_sources(lengths, src_len, SRC_V, ZOO, seed=batch + src_len)
         got = enc.run(None, {"src": src.numpy(), "src_lengths": lens.numpy()})
         with torch.no_grad():
             ref = [t.numpy() for t in wrapped_enc(src, lens)]
@@ -149,7 +150,7 @@ def test_state_is_gathered_by_reorder(exported: dict[str, tuple[Seq2Seq, Bundle]
     model, bundle = exported["luong-local-m"]
     io = bundle.manifest.io
     enc, step = session(bundle.path / "encoder.onnx"), session(bundle.path / "decoder_step.onnx")
-    src, lens = make_sources([4, 4], 4, SRC_V, 2, 0, seed=3)
+    src, lens = make_sources([4, 4], 4, SRC_V, ZOO, seed=3)
     src[1] = src[0]  # two copies of one sentence: static rows are equal
     outs = enc.run(None, {"src": src.numpy(), "src_lengths": lens.numpy()})
     n_static = len(io.static)
@@ -186,7 +187,7 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
             export_model(model, tmp_path / "b", verify=False, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="target vocabulary has 5 tokens"):
         export_model(model, tmp_path / "b", verify=False, tgt_vocab=["<pad>", "<s>", "</s>", "<unk>", "x"])
-    with pytest.raises(BadInputError, match="must start with"):
+    with pytest.raises(UsageError, match="source vocabulary has 4 tokens but the model's embedding has"):
         export_model(model, tmp_path / "b", verify=False, src_vocab=["a", "b", "c", "d"])
     assert not (tmp_path / "b").exists()
 
@@ -327,7 +328,7 @@ def test_non_zoo_module_exports(tmp_path: Path) -> None:
     assert report["passed"] and report["outputs"]["decoder_step/next_t"]["max_abs"] == 0
     # sizes other than the example, mixed lengths
     enc = session(bundle.path / "encoder.onnx")
-    src, lens = make_sources([50, 1, 20, 3, 49, 50, 7], 50, 11, 2, 0, seed=5)
+    src, lens = make_sources([50, 1, 20, 3, 49, 50, 7], 50, 11, ZOO, seed=5)
     got = enc.run(None, {"src": src.numpy(), "src_lengths": lens.numpy()})
     with torch.no_grad():
         ref = EncoderGraph(model, ["mem", "valid"], ["hid", "ctx", "t"])(src, lens)
@@ -345,7 +346,7 @@ def test_non_zoo_module_with_vocabularies(tmp_path: Path) -> None:
     assert model.training
     m = bundle.manifest
     assert (m.src_vocab, m.tgt_vocab, m.tokenizer, m.topk) == (src_vocab, tgt_vocab, "word", 3)
-    assert m.specials == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
+    assert m.src_specials.as_dict() == m.tgt_specials.as_dict() == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
 
 
 @needs_runtime

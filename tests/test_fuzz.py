@@ -44,7 +44,9 @@ from s2s_export.models import ModelConfig, Seq2Seq  # noqa: E402
 from s2s_export.models.config import ATTENTIONS, BRIDGES, CELLS  # noqa: E402
 from s2s_export.runtime import Translator  # noqa: E402
 from s2s_export.verify.reference import reference_search  # noqa: E402
-from s2s_export.vocab import BOS_ID, EOS_ID  # noqa: E402
+from s2s_export.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
+
+BLOCKED = (PAD_ID, BOS_ID)  # what a zoo model's format-2 bundle never generates
 
 ENV = "S2S_FUZZ_EXAMPLES"
 EXAMPLES = int(os.environ.get(ENV, "0") or 0)
@@ -106,14 +108,17 @@ def peaked_model(config: ModelConfig, seed: int) -> Seq2Seq:
     return model
 
 
-def greedy_margin(model: Seq2Seq, src: list[int], ids: list[int]) -> float:
-    """Smallest top-2 log-prob margin along the greedy path ``ids`` (teacher-forced)."""
+def greedy_margin(model: Seq2Seq, src: list[int], ids: list[int], blocked: tuple[int, ...] = BLOCKED) -> float:
+    """Smallest top-2 log-prob margin among the generatable tokens along the greedy path ``ids``
+    (teacher-forced)."""
     with torch.no_grad():
         static, state = model.encode(torch.tensor([src]), torch.tensor([len(src)]))
         token, smallest = BOS_ID, float("inf")
         for next_id in ids:
             log_probs, state, _ = model.decode_step(torch.tensor([token]), static, state)
-            top = torch.topk(log_probs[0], 2).values
+            lp = log_probs[0].clone()
+            lp[list(blocked)] = float("-inf")
+            top = torch.topk(lp, 2).values
             smallest = min(smallest, float(top[0] - top[1]))
             token = next_id
     return smallest
@@ -131,11 +136,13 @@ def test_runtime_equals_pytorch_on_random_models(case: dict[str, Any]) -> None:
     model = peaked_model(config, case["seed"])
     sources = case["sources"]
     full = [s + [EOS_ID] for s in sources]
-    want_greedy = reference_search(model, full, max_length=options["max_length"])
+    # the bundle never generates the target pad and bos (BLOCKED): the reference is told the same
+    want_greedy = reference_search(model, full, max_length=options["max_length"], blocked=BLOCKED)
     assume(all(greedy_margin(model, s, w[0][0]) >= MARGIN for s, w in zip(full, want_greedy)))
-    want = reference_search(model, full, **options)
+    want = reference_search(model, full, **options, blocked=BLOCKED)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_model(model, os.path.join(tmp, "b"), topk=case["topk"], verify=False, max_src_len=16)
+        assert bundle.manifest.io.blocked == BLOCKED
         translator = Translator.load(bundle.path, intra_op_threads=1)
         got = translator.translate_ids(sources, **options)
         greedy = translator.translate_ids(sources, max_length=options["max_length"])

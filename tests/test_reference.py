@@ -71,8 +71,8 @@ def test_greedy_is_a_beam_of_one(tiny_model: Seq2Seq) -> None:
     with torch.no_grad():
         for src in sources:
             static, state = tiny_model.encode(torch.tensor([src]), torch.tensor([len(src)]))
-            g = ref_mod._greedy(tiny_model, static, state, 10, 2, 0, pen)
-            b = ref_mod._beam(tiny_model, static, state, 10, 1, 2, 0, pen, 1)
+            g = ref_mod._greedy(tiny_model, static, state, 10, 2, 0, pen, (BOS_ID, EOS_ID, ()))
+            b = ref_mod._beam(tiny_model, static, state, 10, 1, 2, 0, pen, 1, (BOS_ID, EOS_ID, ()))
             assert [h[:2] for h in g] == [h[:2] for h in b]
 
 

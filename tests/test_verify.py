@@ -320,7 +320,8 @@ def test_a_backend_without_state_access_still_checks_the_other_outputs(setup: di
     assert isinstance(backend, Backend) and not isinstance(backend, StateAccess)
     srcs = setup["data"].sources[:10]
     traj = [r[0][0] for r in reference_search(setup["model"], srcs, beam_size=1)]
-    section = teacher_forced(setup["model"], backend, srcs, traj, defaults("fp32"))  # batches of max_rows 7
+    section = teacher_forced(setup["model"], backend, srcs, traj, defaults("fp32"),  # batches of max_rows 7
+                             blocked=load_manifest(setup["fp32"]).io.blocked)
     assert section["passed"] and not section["state_checked"] and "state" in section["note"]
     assert list(section["outputs"]) == [f"decoder_step/{o}" for o in ("attn", "log_probs", "topk_log_probs",
                                                                        "topk_ids")]
@@ -348,6 +349,7 @@ class SwappedTranslator:
         self.real, self.swaps = real, swaps
         self.tgt_vocab, self.src_vocab = real.tgt_vocab, real.src_vocab
         self.src_tokenizer, self.tgt_tokenizer = real.src_tokenizer, real.tgt_tokenizer
+        self.options = real.options
 
     def translate_ids(self, ids: Any, **kwargs: Any) -> Any:
         out = self.real.translate_ids(ids, **kwargs)

@@ -53,10 +53,22 @@ def summary_lines(path: Path, files: list[str], parity: dict[str, Any]) -> list[
     return lines
 
 
+def packaged_model(source_format: Optional[str]) -> Path:
+    """The model file a package ships (``--from g2p_en`` without MODEL)."""
+    from ..errors import UsageError
+    from ..importers import importer
+
+    locate = getattr(importer(source_format), "package_checkpoint", None) if source_format else None
+    if locate is None:
+        raise UsageError("no MODEL given", "pass the model to export (or --from g2p_en for the packaged model)")
+    return Path(locate())
+
+
 @app.command()
 @handle_errors
 def export(
-    model: Path = typer.Argument(..., help="checkpoint (model.pt) written by `s2s train` or save_checkpoint"),
+    model: Optional[Path] = typer.Argument(None, help="the model: an s2s-export model.pt, an OpenNMT-py checkpoint, a Joey NMT "
+                                           "model directory (or its .ckpt), g2p_en's checkpoint20.npz"),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="bundle directory (default: <model stem>_bundle beside the model)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output directory (on success only)"),
@@ -69,13 +81,23 @@ def export(
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
+    source_format: Optional[str] = typer.Option(None, "--from",
+                                                help="the model's format: s2s, opennmt, joeynmt or g2p_en "
+                                                     "(default: detected)"),
 ) -> None:
     """Export MODEL to an encoder + single-step decoder ONNX bundle with manifest.json."""
     from ..export import export_model
 
-    out = output if output is not None else model.with_name(f"{model.stem}_bundle")
+    if model is None:
+        model = packaged_model(source_format)
+        out = output if output is not None else Path(f"{source_format}_bundle")
+    else:
+        out = output if output is not None else model.with_name(f"{model.stem}_bundle")
     bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
-                          verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt)
+                          verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt,
+                          source_format=source_format)
+    for warning in bundle.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     files = sorted(bundle.manifest.files) + ["manifest.json"]
     typer.echo(f"wrote {bundle.path}")
     for line in summary_lines(bundle.path, files, bundle.parity):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -28,15 +28,30 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
-def checkpoint_lines(path: Path, trust_pickle: bool) -> tuple[list[str], dict[str, Any]]:
+def checkpoint_lines(path: Path, trust_pickle: bool, source_format: str | None = None
+                     ) -> tuple[list[str], dict[str, Any]]:
+    """A model file or directory: its format (detected unless given), architecture and what the
+    importer refuses; for the zoo's checkpoints also config, sizes and training meta."""
+    from ..importers import describe, detect_format
+
+    fmt = source_format or detect_format(path)
+    if fmt != "s2s":
+        info = {"kind": "model", "path": str(path), **describe(path, fmt)}
+        lines = [f"model {path}", f"format: {fmt}", f"architecture: {info.get('architecture', '?')}"]
+        lines += [f"{k}: {v}" for k, v in info.items() if k not in ("kind", "path", "format", "architecture",
+                                                                    "unsupported")]
+        unsupported = info.get("unsupported") or []
+        lines.append("unsupported: " + ("; ".join(map(str, unsupported)) if unsupported else "nothing (it exports)"))
+        return lines, info
     from ..models import load_checkpoint
 
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
     n_params = sum(p.numel() for p in ckpt.model.parameters())
-    info = {"kind": "checkpoint", "path": str(path), "config": ckpt.config.to_dict(),
+    info = {"kind": "checkpoint", "format": "s2s", "path": str(path), "config": ckpt.config.to_dict(),
             "src_vocab_size": len(ckpt.src_vocab), "tgt_vocab_size": len(ckpt.tgt_vocab),
             "tokenizer": ckpt.tokenizer, "parameters": n_params, "meta": ckpt.meta}
     lines = [f"checkpoint {path}",
+             "format: s2s (s2s-export checkpoint)",
              f"config: {_kv(ckpt.config.to_dict())}",
              f"vocabularies: source {len(ckpt.src_vocab)} tokens, target {len(ckpt.tgt_vocab)} tokens; "
              f"tokenizer {ckpt.tokenizer}",
@@ -53,7 +68,10 @@ def bundle_lines(path: Path, verify: bool) -> tuple[list[str], dict[str, Any]]:
     lines = [f"bundle {path} (format {m.format_version}; hashes {'verified' if verify else 'not checked'})",
              f"model: {_kv(m.model_config)}",
              f"vocabularies: source {len(m.src_vocab)} tokens, target {len(m.tgt_vocab)} tokens; "
-             f"tokenizer {m.tokenizer}; specials {_kv(m.specials)}",
+             f"tokenizer {m.tokenizer}; special ids: source {_kv(m.src_specials.as_dict())}, target "
+             f"{_kv(m.tgt_specials.as_dict())}",
+             f"framing: {_kv(m.framing.model_dump())}; never generated: {list(m.io.blocked)}",
+             f"search defaults: {_kv(m.search.to_dict())}",
              f"top-K {m.topk}, opset {m.opset}, max batch {m.max_batch}, max src_len {m.max_src_len}",
              f"versions: {_kv(m.versions)}"]
     for precision, graphs in m.graphs.items():
@@ -94,12 +112,15 @@ def inspect_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="check the bundle's sha256 hashes"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow checkpoints with pickled objects"),
+    source_format: Optional[str] = typer.Option(None, "--from", help="the model's format (default: detected)"),
 ) -> None:
-    """Show what a checkpoint or a bundle holds."""
-    if path.is_dir():
+    """Show what a model (checkpoint, Joey NMT directory, g2p_en npz) or a bundle holds."""
+    from ..bundle import MANIFEST
+
+    if path.is_dir() and (path / MANIFEST).exists():
         lines, info = bundle_lines(path, verify)
-    elif path.is_file():
-        lines, info = checkpoint_lines(path, trust_pickle)
+    elif path.exists():
+        lines, info = checkpoint_lines(path, trust_pickle, source_format)
     else:
         raise BadInputError(f"{path} does not exist", "pass a checkpoint file or a bundle directory")
     if as_json:

@@ -22,7 +22,9 @@ from .common import handle_errors
 @handle_errors
 def verify_command(
     bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
-    model: Path = typer.Option(..., "--model", "-m", help="the checkpoint the bundle was exported from"),
+    model: Path = typer.Option(..., "--model", "-m", help="the model the bundle was exported from (an s2s-export, "
+                                                          "OpenNMT-py, Joey NMT or g2p_en checkpoint)"),
+    source_format: Optional[str] = typer.Option(None, "--from", help="the model's format (default: detected)"),
     data: Optional[Path] = typer.Option(None, "--data", help="one source per line, optionally TAB + reference"),
     task: Optional[str] = typer.Option(None, "--task", help="reverse, copy, sort or g2p: its test split"),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, onnxruntime-cuda or tensorrt"),
@@ -30,7 +32,8 @@ def verify_command(
                                             help="fp32, fp16 or int8 graphs (default fp32; tensorrt: fp16)"),
     beam: int = typer.Option(4, "--beam", help="beam size of the beam comparison (1: greedy only)"),
     limit: int = typer.Option(100, "--limit", help="number of sentences"),
-    max_length: int = typer.Option(200, "--max-length", help="most output tokens (EOS included)"),
+    max_length: Optional[int] = typer.Option(None, "--max-length",
+                                             help="most output tokens, EOS included (default: the bundle's)"),
     report: Optional[Path] = typer.Option(None, "--report", help="write the JSON report here"),
     html_out: Optional[Path] = typer.Option(None, "--html", help="write the HTML report here (needs matplotlib)"),
     atol: Optional[float] = typer.Option(None, "--atol", help="absolute tolerance of every output"),
@@ -51,7 +54,7 @@ def verify_command(
 
     if data is not None and task is not None:
         raise UsageError("pass --data FILE or --task TASK, not both", "choose one input")
-    if beam < 1 or batch_size < 1 or threads < 1 or max_length < 1:
+    if beam < 1 or batch_size < 1 or threads < 1 or (max_length is not None and max_length < 1):
         raise UsageError("--beam, --batch-size, --threads and --max-length must be >= 1",
                          "pass positive values")
     if precision is not None:
@@ -61,31 +64,33 @@ def verify_command(
         require_matplotlib()  # fail before the work, not after it
 
     from ..bundle import load_manifest
-    from ..models import load_checkpoint
+    from ..importers import load_model
     from ..verify import inputs as vin
     from ..verify.api import check_model, verify_bundle
     from ..vocab import Vocab, tokenizer_kinds
 
-    ckpt = load_checkpoint(model, trust_pickle=trust_pickle)
+    imported = load_model(model, source_format, trust_pickle=trust_pickle)
     manifest = load_manifest(bundle)
-    check_model(manifest, ckpt.model, list(ckpt.src_vocab.tokens), list(ckpt.tgt_vocab.tokens),
-                ckpt.config.to_dict())
-    src_vocab = Vocab(tuple(manifest.src_vocab))
+    check_model(manifest, imported.model, imported.src_vocab or None, imported.tgt_vocab or None,
+                imported.model_config if imported.format == "s2s" else None)
+    src_vocab = Vocab(tuple(manifest.src_vocab), manifest.src_specials)
     src_tok, tgt_tok = tokenizer_kinds(manifest.tokenizer)
-    meta_task = ckpt.meta.get("task") if isinstance(ckpt.meta.get("task"), str) else None
+    meta = imported.meta
+    meta_task = meta.get("task") if isinstance(meta.get("task"), str) else None
+    conv = manifest.conventions
     if data is not None:
-        chosen = vin.from_file(data, src_vocab, src_tok, tgt_tok, manifest.max_src_len, limit)
+        chosen = vin.from_file(data, src_vocab, src_tok, tgt_tok, manifest.max_src_len, limit, conv=conv)
     elif task is not None or meta_task is not None:
-        chosen = vin.from_task(task or str(meta_task), src_vocab, manifest.max_src_len, limit)
+        chosen = vin.from_task(task or str(meta_task), src_vocab, manifest.max_src_len, limit, conv=conv)
         if task is None:
             chosen.description += ", the checkpoint's task"
     else:
-        chosen = vin.random_sources(src_vocab, manifest.max_src_len, limit)
+        chosen = vin.random_sources(src_vocab, manifest.max_src_len, limit, conv=conv)
     if chosen.task is None and meta_task is not None:
         chosen.task = meta_task  # g2p data in a file is scored with PER/WER too
 
     overrides = dict(atol=atol, rtol=rtol, per_output=per_output, min_exact=min_exact, tie_margin=tie_margin)
-    result = verify_bundle(bundle, ckpt.model, chosen, backend=backend, precision=precision, beam_size=beam,
+    result = verify_bundle(bundle, imported.model, chosen, backend=backend, precision=precision, beam_size=beam,
                            max_length=max_length, batch_size=batch_size, overrides=overrides, threads=threads,
                            verify_hashes=False, model_info={"path": str(model), "task": meta_task})
     if report is not None:

@@ -1,19 +1,22 @@
 """``export_model``: a model (checkpoint path or ``nn.Module``) -> a verified bundle directory.
 
-Steps: load the checkpoint (weights only) or take the module; discover its static/state
+Steps: read the model (``importers``: an s2s-export checkpoint, an OpenNMT-py checkpoint, a Joey
+NMT model directory, g2p_en's npz; weights only) or take the module; discover its static/state
 tensors (``spec.discover``); export ``encoder.onnx`` and ``decoder_step.onnx`` (``onnx.py``);
-write ``manifest.json``; check parity (``parity.py``); all inside ``bundle.atomic_dir``, so a
-failure at any point leaves neither a partial bundle nor a temporary directory.
+write ``manifest.json`` (format 2: both vocabularies with their special ids, the source framing,
+the search defaults and style); check parity (``parity.py``); all inside ``bundle.atomic_dir``,
+so a failure at any point leaves neither a partial bundle nor a temporary directory.
 
-Modules outside the zoo: anything with ``encode``/``decode_step`` and ``pad_id``/``bos_id``/
-``eos_id`` (0/1/2: the bundle format fixes the special ids, see ``s2s_export.vocab``) exports.
-Vocabularies: ``src_vocab``/``tgt_vocab`` (token lists starting with the four specials, or
-``Vocab``). Without them the sizes come from ``model.config.src_vocab_size``/``tgt_vocab_size``
-or ``model.src_vocab_size``/``tgt_vocab_size`` (the target size also from ``log_probs``), and
-the vocabularies are placeholders: the specials, then ``<tok4>``, ``<tok5>``, ... (the bundle
-then runs on ids; text translation needs the real vocabularies). The manifest's model config
-is then ``{"class": "<module>.<QualifiedName>"}`` plus the module's ``config`` when it is a
-dict, a dataclass or has ``to_dict()``.
+Modules outside the zoo: anything with ``encode``/``decode_step`` exports. Its special ids come
+from its attributes (``conventions.specials_of``: ``src_pad_id`` ... ``tgt_unk_id``, or the
+side-less ``pad_id``/``bos_id``/``eos_id``/``unk_id``), in any order; the target needs an eos
+and a start token (its bos, or ``decoder_start_id``). Vocabularies: ``src_vocab``/``tgt_vocab``
+(token lists in id order, or ``Vocab``). Without them the sizes come from
+``model.config.src_vocab_size``/``tgt_vocab_size`` or ``model.src_vocab_size``/``tgt_vocab_size``
+(the target size also from ``log_probs``), and the vocabularies are placeholders
+(``<tok4>``...: a warning says so; the bundle then runs on ids, and text translation needs the
+real vocabularies). The manifest's model config is then ``{"class": "<module>.<QualifiedName>"}``
+plus the module's ``config`` when it is a dict, a dataclass or has ``to_dict()``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import copy
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,14 +33,16 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir
-from ..errors import BadInputError, UsageError
+from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
+from ..conventions import FORMAT1_TOKENS, Conventions, Framing, SearchDefaults, Specials, conventions_of
+from ..errors import BadInputError, Problem, UsageError, one_line
 from ..graphio import BundleIO
-from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds
+from ..importers.base import ImportedModel
+from ..vocab import Vocab, tokenizer_kinds, vocab_problems
 from . import parity as parity_mod
 from .greedy import write_greedy
 from .onnx import EXPORTER, MIN_OPSET, export_graph
-from .spec import EXAMPLE, discover, make_sources
+from .spec import EXAMPLE, ContractSpec, discover, make_sources
 from .wrap import EncoderGraph, StepGraph
 
 FP32_GRAPHS = {g: f"{g}.onnx" for g in GRAPHS}
@@ -46,20 +51,13 @@ FP32_GREEDY = f"{GREEDY}.onnx"
 
 @dataclass
 class Bundle:
-    """A written bundle: its directory, its manifest and the parity report (``{}`` unverified)."""
+    """A written bundle: its directory, its manifest, the parity report (``{}`` unverified) and
+    the warnings of the export (one line each: placeholder vocabularies, an importer's notes)."""
 
     path: Path
     manifest: Manifest
     parity: dict[str, Any]
-
-
-@dataclass
-class _Source:
-    model: nn.Module
-    model_config: dict[str, Any]
-    src_vocab: list[str] | None
-    tgt_vocab: list[str] | None
-    tokenizer: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def max_opset() -> int:
@@ -88,18 +86,21 @@ def _module_config(model: nn.Module) -> dict[str, Any]:
     return _jsonable(out)
 
 
-def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bool) -> _Source:
+def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bool,
+             source_format: str | None) -> ImportedModel:
+    """The model and its conventions: a path through the importers (format detected unless
+    ``source_format``), a module from its attributes."""
     if isinstance(model_or_path, (str, os.PathLike)):
-        from ..models import load_checkpoint
-        from ..models.checkpoint import read_file
+        from ..importers import load_model
 
-        if trust_pickle:  # opted in: a whole pickled module exports like an nn.Module
-            obj = read_file(model_or_path, trust_pickle=True)
+        if trust_pickle and source_format in (None, "s2s"):  # opted in: a pickled nn.Module exports as is
+            from ..models.checkpoint import read_file
+
+            path = Path(model_or_path)
+            obj = read_file(path, trust_pickle=True) if path.is_file() else None
             if isinstance(obj, nn.Module):
-                return _resolve(obj, trust_pickle)
-        ckpt = load_checkpoint(model_or_path, trust_pickle=trust_pickle)
-        return _Source(ckpt.model, ckpt.config.to_dict(), list(ckpt.src_vocab.tokens),
-                       list(ckpt.tgt_vocab.tokens), ckpt.tokenizer)
+                return _resolve(obj, trust_pickle, None)
+        return load_model(model_or_path, source_format, trust_pickle=trust_pickle)
     if not isinstance(model_or_path, nn.Module):
         raise UsageError(f"cannot export a {type(model_or_path).__name__}",
                          "pass a checkpoint path or an nn.Module implementing the decoding contract")
@@ -107,7 +108,11 @@ def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bo
 
     model = model_or_path
     config = model.config.to_dict() if isinstance(model, Seq2Seq) else _module_config(model)
-    return _Source(model, config, None, None, "char")
+    search = getattr(model, "search_defaults", None)
+    return ImportedModel(model=model, src_vocab=[], tgt_vocab=[], tokenizer="",
+                         framing=conventions_of(model).framing,
+                         search=search if isinstance(search, SearchDefaults) else SearchDefaults(),
+                         model_config=config, format="module")
 
 
 def _vocab_size(model: nn.Module, side: str) -> int | None:
@@ -119,19 +124,16 @@ def _vocab_size(model: nn.Module, side: str) -> int | None:
     return None
 
 
-def _tokens(vocab: Sequence[str] | Vocab | None, what: str) -> list[str] | None:
+def _tokens(vocab: Sequence[str] | Vocab | None) -> list[str] | None:
     if vocab is None:
         return None
-    tokens = list(vocab.tokens if isinstance(vocab, Vocab) else vocab)
-    Vocab(tuple(tokens))  # BadInputError unless the specials come first
-    if len(set(tokens)) != len(tokens):
-        raise UsageError(f"the {what} vocabulary has duplicate tokens", "pass a list of distinct tokens")
-    return tokens
+    return list(vocab.tokens if isinstance(vocab, Vocab) else vocab)
 
 
-def placeholder_vocab(size: int) -> list[str]:
-    """The four specials, then ``<tok4>`` ... ``<tok{size-1}>``."""
-    return list(SPECIALS) + [f"<tok{i}>" for i in range(len(SPECIALS), size)]
+def placeholder_vocab(size: int, specials: Specials) -> list[str]:
+    """``<tokN>`` for every id, the special ids named ``<pad>``, ``<s>``, ``</s>``, ``<unk>``."""
+    names = {i: FORMAT1_TOKENS[k] for k, i in specials.as_dict().items() if i is not None}
+    return [names.get(i, f"<tok{i}>") for i in range(size)]
 
 
 def _check_args(opset: int, topk: int, max_batch: int, max_src_len: int) -> None:
@@ -143,17 +145,71 @@ def _check_args(opset: int, topk: int, max_batch: int, max_src_len: int) -> None
             raise UsageError(f"{name} must be >= 1 (got {value})", f"pass a positive --{name.replace('_', '-')}")
 
 
-def _check_specials(model: nn.Module) -> dict[str, int]:
-    want = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}
-    for key, value in want.items():
-        got = getattr(model, f"{key}_id", None)
-        if not isinstance(got, int):
-            raise UsageError(f"the model has no integer {key}_id attribute",
-                             "implement the decoding contract (pad_id, bos_id, eos_id)")
-        if got != value:
-            raise UsageError(f"the model's {key}_id is {got}; bundles use pad 0, bos 1, eos 2, unk 3",
-                             "remap the vocabulary so that the specials come first")
-    return {**want, "unk": UNK_ID}
+def _conventions(model: nn.Module, framing: Framing) -> Conventions:
+    """The model's special ids (its attributes) with ``framing``; ``UsageError`` naming what is
+    missing or inconsistent."""
+    fix = "declare the special ids as module attributes (src_pad_id ... tgt_unk_id, or pad_id/bos_id/eos_id)"
+    try:
+        conv = conventions_of(model, framing)
+    except ValueError as exc:
+        raise UsageError(f"the model's special ids are not usable ({one_line(exc)})", fix) from None
+    if conv.tgt.eos is None:
+        raise UsageError("the model declares no target eos id", fix)
+    try:
+        conv.start_id
+    except ValueError:
+        raise UsageError("the model declares neither a target bos id nor a decoder_start_id", fix) from None
+    if framing.append_eos and conv.src.eos is None:
+        raise UsageError("the framing appends EOS to sources but the model declares no source eos id",
+                         "set framing.append_eos=False or declare src_eos_id")
+    if framing.prepend_bos and conv.src.bos is None:
+        raise UsageError("the framing prepends BOS to sources but the model declares no source bos id",
+                         "set framing.prepend_bos=False or declare src_bos_id")
+    return conv
+
+
+def _vocabularies(src: ImportedModel, src_vocab: list[str] | None, tgt_vocab: list[str] | None,
+                  src_size: int | None, tgt_size: int, conv: Conventions, tokenizer: str,
+                  warnings: list[str]) -> tuple[list[str], list[str], str]:
+    """The bundle's vocabularies and tokenizer: the model's own (an importer's or a checkpoint's,
+    which given lists must equal), the given ones, or placeholders (with a warning). Each is
+    checked: sizes against the model, the special ids within it, the hygiene rules of its side's
+    tokenizer (``vocab.vocab_problems``)."""
+    fixed: list[list[str] | None] = []
+    for side, own, given, size in (("source", src.src_vocab, src_vocab, src_size),
+                                   ("target", src.tgt_vocab, tgt_vocab, tgt_size)):
+        if own and given is not None and list(given) != list(own):
+            raise UsageError(f"the given {side} vocabulary differs from the one in the checkpoint "
+                             f"({len(given)} vs {len(own)} tokens"
+                             + (", same tokens in another order" if sorted(given) == sorted(own) else "") + ")",
+                             f"leave the {side} vocabulary out: the checkpoint's is the one the model was "
+                             "trained with")
+        tokens = list(own) if own else given
+        if tokens is not None and size is not None and len(tokens) != size:
+            raise UsageError(f"the {side} vocabulary has {len(tokens)} tokens but the model's "
+                             f"{'embedding' if side == 'source' else 'output layer'} has {size} rows",
+                             "pass the vocabulary the model was trained with")
+        fixed.append(tokens)
+    placeholders = [side for side, tokens in zip(("source", "target"), fixed) if tokens is None]
+    if placeholders:
+        warnings.append(f"no {' or '.join(placeholders)} vocabulary was given: the bundle has placeholder "
+                        "tokens (<tokN>) and translates ids, not text; pass src_vocab/tgt_vocab to export text")
+        tokenizer = tokenizer or "word"  # placeholders are words (no single characters)
+    if src_size is None:
+        raise UsageError("cannot tell the model's source vocabulary size",
+                         "pass src_vocab=[...] or give the model a src_vocab_size attribute")
+    srcs = fixed[0] if fixed[0] is not None else placeholder_vocab(src_size, conv.src)
+    tgts = fixed[1] if fixed[1] is not None else placeholder_vocab(tgt_size, conv.tgt)
+    tokenizer = tokenizer or "char"
+    try:
+        kinds = tokenizer_kinds(tokenizer)
+    except BadInputError as exc:
+        raise UsageError(exc.problems) from None
+    problems = (vocab_problems(srcs, conv.src, kinds[0], "source") + vocab_problems(tgts, conv.tgt, kinds[1], "target"))
+    if problems:
+        raise UsageError([Problem(p, "fix the vocabulary: every token a distinct non-empty string the "
+                                     f"tokenizer ({tokenizer}) can produce and print") for p in problems])
+    return srcs, tgts, tokenizer
 
 
 def _cpu_float32(model: nn.Module) -> nn.Module:
@@ -185,95 +241,102 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
                  verify: bool = True, force: bool = False,
                  src_vocab: Sequence[str] | Vocab | None = None, tgt_vocab: Sequence[str] | Vocab | None = None,
                  tokenizer: str | None = None, trust_pickle: bool = False, int8: bool = False,
-                 trt: bool = False) -> Bundle:
+                 trt: bool = False, source_format: str | None = None, framing: Framing | None = None,
+                 search: SearchDefaults | None = None) -> Bundle:
     """Export ``model_or_path`` to the bundle directory ``out_dir`` and return it.
 
-    ``topk``: K of the step's ``topk_log_probs``/``topk_ids`` (clipped to the target vocabulary
-    size). ``max_batch``/``max_src_len``: recorded for engine profiles; they also cap the parity
-    set. ``verify``: parity check (raises ``ParityError``, nothing written). ``force``: replace an
-    existing ``out_dir`` (only on success). ``tokenizer``: default the checkpoint's, else
-    ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add dynamic INT8
-    graphs for the CPU (``s2s_export.int8``). ``trt``: then add the
-    FP16 graphs and TensorRT engines (``add_tensorrt``; without TensorRT or a GPU it raises
-    ``UnsupportedError`` after the ONNX and FP16 bundle is written).
+    ``source_format``: the importer to read a path with (``importers.FORMATS``; default:
+    detected). ``topk``: K of the step's ``topk_log_probs``/``topk_ids`` (clipped to the target
+    vocabulary size). ``max_batch``/``max_src_len``: recorded for engine profiles; they also cap
+    the parity set. ``verify``: parity check (raises ``ParityError``, nothing written).
+    ``force``: replace an existing ``out_dir`` (only on success). ``tokenizer``: default the
+    model's (a checkpoint's or an importer's), else ``char``. ``framing``/``search``: override
+    the model's source framing and search defaults (an importer sets its tool's).
+    ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add INT8 graphs for
+    the CPU (``s2s_export.int8``). ``trt``: then add the FP16 graphs and TensorRT engines
+    (``add_tensorrt``; without TensorRT or a GPU it raises ``UnsupportedError`` after the ONNX and
+    FP16 bundle is written). Errors: ``UsageError`` (exit 1) for bad arguments or a model that
+    does not declare what a bundle needs, ``CheckpointError``/``BadInputError`` (exit 4) for an
+    unreadable model, ``ParityError`` (exit 3).
     """
     _check_args(opset, topk, max_batch, max_src_len)
-    src = _resolve(model_or_path, trust_pickle)
-    tokenizer = tokenizer or src.tokenizer
-    try:
-        tokenizer_kinds(tokenizer)
-    except BadInputError as exc:
-        raise UsageError(exc.problems) from None
-    model = src.model
-    specials = _check_specials(model)
-    src_tokens = _tokens(src_vocab, "source") or src.src_vocab
-    tgt_tokens = _tokens(tgt_vocab, "target") or src.tgt_vocab
-    src_size = len(src_tokens) if src_tokens else _vocab_size(model, "src")
+    imported = _resolve(model_or_path, trust_pickle, source_format)
+    model = _cpu_float32(imported.model)
+    framing = framing or imported.framing
+    search = search or imported.search
+    conv = _conventions(model, framing)
+    warnings = list(imported.warnings)
+    given_src, given_tgt = _tokens(src_vocab), _tokens(tgt_vocab)
+    declared = _vocab_size(model, "src")
+    src_size = len(imported.src_vocab or given_src or []) or declared
+    if declared is not None and src_size != declared:
+        raise UsageError(f"the source vocabulary has {src_size} tokens but the model's embedding has "
+                         f"{declared} rows", "pass the vocabulary the model was trained with")
     if src_size is None:
         raise UsageError("cannot tell the model's source vocabulary size",
                          "pass src_vocab=[...] or give the model a src_vocab_size attribute")
-
-    model = _cpu_float32(model)
     was_training = model.training
     model.eval()
     try:
-        contract = discover(model, src_size)
+        contract = discover(model, src_size, conv)
         tgt_size = contract.tgt_vocab_size
-        if tgt_tokens is not None and len(tgt_tokens) != tgt_size:
-            raise UsageError(f"the target vocabulary has {len(tgt_tokens)} tokens but the model "
-                             f"predicts {tgt_size}", "pass the vocabulary the model was trained with")
-        k = min(topk, tgt_size)
-        io = BundleIO.build(contract.static, contract.state, tgt_size, k)
+        srcs, tgts, tok = _vocabularies(imported, given_src, given_tgt, src_size, tgt_size, conv,
+                                        tokenizer or imported.tokenizer, warnings)
+        if conv.tgt.eos in search.never_generate or any(i >= tgt_size for i in search.never_generate):
+            raise UsageError(f"search.never_generate {list(search.never_generate)} must name target ids other "
+                             f"than eos, below {tgt_size}", "fix the search defaults")
+        io = BundleIO.build(contract.static, contract.state, tgt_size, min(topk, tgt_size),
+                            conv.blocked(search.never_generate))
         manifest = Manifest(
-            model_config=src.model_config,
-            src_vocab=src_tokens or placeholder_vocab(src_size),
-            tgt_vocab=tgt_tokens or placeholder_vocab(tgt_size),
-            specials=specials, tokenizer=tokenizer, io=io, opset=opset,
-            max_batch=max_batch, max_src_len=max_src_len,
+            model_config=imported.model_config, src_vocab=srcs, tgt_vocab=tgts, tokenizer=tok, io=io,
+            opset=opset, max_batch=max_batch, max_src_len=max_src_len, src_specials=conv.src,
+            tgt_specials=conv.tgt, framing=framing, search=search,
             graphs={"fp32": dict(FP32_GRAPHS)}, versions=versions())
         with atomic_dir(out_dir, force=force) as tmp:
-            _write(tmp, model, contract.static_names, contract.state_names, io, manifest, src_size, opset)
+            _write(tmp, model, contract, io, manifest, conv, opset)
             manifest.trt_compat = _trt_compat(tmp)
             if verify:
-                manifest.parity = _verify(tmp, model, io, src_size, max_batch, max_src_len)
-                manifest.save(tmp)
+                manifest.parity = _verify(tmp, model, io, conv, src_size, max_batch, max_src_len)
+            manifest.save(tmp)
+            load_manifest(tmp)  # the document passes its own schema before it is committed
     finally:
         model.train(was_training)
-    bundle = Bundle(Path(out_dir).absolute(), manifest, manifest.parity)
+    bundle = Bundle(Path(out_dir).absolute(), manifest, manifest.parity, warnings)
     if int8:
-        from ..bundle import load_manifest
         from ..int8 import quantize_bundle
 
         quantize_bundle(bundle.path)
-        bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity)
+        bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity, warnings)
     if trt:
         bundle = add_tensorrt(bundle)
     return bundle
 
 
-def _write(tmp: Path, model: nn.Module, static_names: list[str], state_names: list[str], io: BundleIO,
-           manifest: Manifest, src_size: int, opset: int) -> None:
-    """Export both graphs into ``tmp`` and save the manifest (without parity)."""
+def _write(tmp: Path, model: nn.Module, contract: ContractSpec, io: BundleIO, manifest: Manifest,
+           conv: Conventions, opset: int) -> None:
+    """Export both graphs (and the fused greedy graph) into ``tmp`` and save the manifest
+    (without parity)."""
     B, S, lengths = EXAMPLE
-    src, src_lengths = make_sources(lengths, S, src_size, EOS_ID, PAD_ID)
-    encoder = EncoderGraph(model, static_names, state_names)
+    src, src_lengths = make_sources(lengths, S, len(manifest.src_vocab), conv)
+    encoder = EncoderGraph(model, contract.static_names, contract.state_names)
     files = export_graph(encoder, (src, src_lengths), io.encoder, tmp / FP32_GRAPHS["encoder"], opset)
     with torch.no_grad():
         outputs = encoder(src, src_lengths)
-    tokens = torch.full((B,), BOS_ID, dtype=torch.int64)
+    tokens = torch.full((B,), conv.start_id, dtype=torch.int64)
     reorder = torch.tensor([1, 0, 1], dtype=torch.int64)  # non-identity: nothing folds the gather away
-    step = StepGraph(model, static_names, state_names, io.topk)
+    step = StepGraph(model, contract.static_names, contract.state_names, io.topk, io.blocked, contract.tgt_vocab_size)
     files += export_graph(step, (tokens, reorder, *outputs), io.step, tmp / FP32_GRAPHS["decoder_step"], opset)
-    if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io):
+    if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io, conv):
         manifest.graphs["fp32"][GREEDY] = FP32_GREEDY
     manifest.files = {f: "" for f in files}  # hashed by save
     manifest.save(tmp)
 
 
-def _verify(tmp: Path, model: nn.Module, io: BundleIO, src_size: int, max_batch: int, max_src_len: int
-            ) -> dict[str, Any]:
+def _verify(tmp: Path, model: nn.Module, io: BundleIO, conv: Conventions, src_size: int, max_batch: int,
+            max_src_len: int) -> dict[str, Any]:
     """Parity report (raises ``ParityError`` when it fails)."""
-    report = parity_mod.check_parity(tmp, model, io, src_size, max_batch=max_batch, max_src_len=max_src_len)
+    report = parity_mod.check_parity(tmp, model, io, src_size, conv=conv, max_batch=max_batch,
+                                     max_src_len=max_src_len)
     parity_mod.raise_on_failure(report)
     return report
 
@@ -288,7 +351,7 @@ def add_tensorrt(bundle: Bundle) -> Bundle:
 
     _add(bundle.path)
     manifest = load_manifest(bundle.path)
-    return Bundle(bundle.path, manifest, manifest.parity)
+    return Bundle(bundle.path, manifest, manifest.parity, bundle.warnings)
 
 
 def _trt_compat(tmp: Path) -> list[str]:

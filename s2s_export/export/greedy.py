@@ -15,9 +15,11 @@ weights, on disk and (once greedy decoding runs) in memory.
     outputs: ids [batch, steps] int64 (PAD after a sentence's end), scores [batch] float64
              (sum of the chosen tokens' log-probs, EOS included), lengths [batch] int64
 
-Semantics = ``runtime.search.greedy_search`` without its optional features: start from BOS,
-take ``topk_ids[:, 0]`` every step, a row is done at EOS or at its maximum length; the loop
-stops when every row is done. Done rows keep running (batch rows never leave the loop), their
+Semantics = ``runtime.search.greedy_search`` without its optional features: start from the
+decoder's start token (the target BOS, or the framing's ``decoder_start``), take
+``topk_ids[:, 0]`` every step (the step's top-K already leaves out the tokens never generated),
+a row is done at EOS or at its maximum length; the loop stops when every row is done. The ids
+come from the bundle's conventions (``conventions.Conventions``), as constants of the graph. Done rows keep running (batch rows never leave the loop), their
 outputs are masked. Scores add float32 log-probs in float64, as the Python loop does, so the
 two paths agree exactly.
 
@@ -30,8 +32,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..conventions import Conventions
 from ..graphio import BATCH, BundleIO, next_name
-from ..vocab import BOS_ID, EOS_ID, PAD_ID
 from .onnx_io import value_info
 
 
@@ -39,8 +41,12 @@ def _carried(name: str) -> str:
     return f"carried/{name}"  # body-side name of a state (an outer input has the plain name)
 
 
-def build_greedy(step: Any, io: BundleIO) -> Any:
-    """The fused greedy ``ModelProto`` of a ``decoder_step`` ``ModelProto`` (see the module)."""
+def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
+    """The fused greedy ``ModelProto`` of a ``decoder_step`` ``ModelProto`` (see the module);
+    ``conv``: the start token, EOS and the filler of ``ids`` after a row's end (the target pad,
+    else EOS)."""
+    start, eos = conv.start_id, int(conv.tgt.eos)  # type: ignore[arg-type]
+    pad = conv.tgt.pad if conv.tgt.pad is not None else eos
     from onnx import TensorProto as TP
     from onnx import helper
 
@@ -69,8 +75,8 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
         helper.make_node("Gather", ["topk_ids", p + "first"], [p + "tok"], axis=1),  # [batch] argmax
         helper.make_node("Gather", ["topk_log_probs", p + "first"], [p + "lp32"], axis=1),
         helper.make_node("Cast", [p + "lp32"], [p + "lp"], to=TP.DOUBLE),
-        const(p + "zero_f64", TP.DOUBLE, 0.0), const(p + "eos", TP.INT64, EOS_ID),
-        const(p + "pad", TP.INT64, PAD_ID),
+        const(p + "zero_f64", TP.DOUBLE, 0.0), const(p + "eos", TP.INT64, eos),
+        const(p + "pad", TP.INT64, pad),
         helper.make_node("Where", ["done", p + "zero_f64", p + "lp"], [p + "lp_alive"]),
         helper.make_node("Add", ["scores", p + "lp_alive"], [p + "scores_out"]),
         helper.make_node("Not", ["done"], [p + "alive"]),
@@ -101,7 +107,7 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
         const(p + "true", TP.BOOL, True),
         helper.make_node("Shape", ["max_lengths"], [p + "batch_shape"]),
         helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "bos"],
-                         value=helper.make_tensor(p + "bos_v", TP.INT64, [1], [BOS_ID])),
+                         value=helper.make_tensor(p + "bos_v", TP.INT64, [1], [start])),
         helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "done0"],
                          value=helper.make_tensor(p + "done_v", TP.BOOL, [1], [False])),
         helper.make_node("ConstantOfShape", [p + "batch_shape"], [p + "scores0"],
@@ -128,7 +134,8 @@ def build_greedy(step: Any, io: BundleIO) -> Any:
     return model
 
 
-def write_greedy(step_path: str | os.PathLike[str], out_path: str | os.PathLike[str], io: BundleIO) -> bool:
+def write_greedy(step_path: str | os.PathLike[str], out_path: str | os.PathLike[str], io: BundleIO,
+                 conv: Conventions) -> bool:
     """Build the fused greedy graph of ``step_path`` and save it (checked) at ``out_path``.
     Returns False, writing nothing, for a step graph whose weights live in an external data
     file (over 2 GB): such bundles decode with the search's Python loop."""
@@ -137,7 +144,7 @@ def write_greedy(step_path: str | os.PathLike[str], out_path: str | os.PathLike[
     step = onnx.load(str(step_path), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in step.graph.initializer):
         return False
-    model = build_greedy(step, io)
+    model = build_greedy(step, io, conv)
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     return True

@@ -37,7 +37,9 @@ from ..errors import ParityError, Problem, one_line
 from ..graphio import BundleIO
 from ..verify import compare as _cmp
 from ..verify.tolerances import DEFAULT, DEFAULTS
-from .spec import content_ids, make_sources
+from ..conventions import Conventions
+from ..vocab import content_ids
+from .spec import make_sources
 
 ATOL, RTOL = DEFAULTS["fp32"].outputs[DEFAULT]
 TIE_MARGIN = DEFAULTS["fp32"].tie_margin
@@ -106,15 +108,15 @@ def _reorders(batch: int) -> list[np.ndarray]:
 
 
 def check_outputs(bundle_dir: Path, encoder: nn.Module, step: nn.Module, io: BundleIO, *,
-                  src_vocab_size: int, eos_id: int, pad_id: int, bos_id: int,
-                  lengths: Sequence[int], atol: float = ATOL, rtol: float = RTOL,
-                  graphs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+                  src_vocab_size: int, conv: Conventions, lengths: Sequence[int], atol: float = ATOL,
+                  rtol: float = RTOL, graphs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Teacher-forced per-output parity. ``encoder``/``step`` are the exported torch wrappers
-    (``EncoderGraph``/``StepGraph``); returns ``{"<graph>/<output>": {max_abs, max_rel, ok}}``."""
+    (``EncoderGraph``/``StepGraph``); sources framed and the first step fed the start token as
+    ``conv`` says; returns ``{"<graph>/<output>": {max_abs, max_rel, ok}}``."""
     graphs = graphs or {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
     enc_sess = _session(bundle_dir / graphs["encoder"])
     step_sess = _session(bundle_dir / graphs["decoder_step"])
-    src, src_lengths = make_sources(lengths, max(lengths), src_vocab_size, eos_id, pad_id, seed=7)
+    src, src_lengths = make_sources(lengths, max(lengths), src_vocab_size, conv, seed=7)
     results: dict[str, dict[str, Any]] = {}
 
     with torch.no_grad():
@@ -130,13 +132,13 @@ def check_outputs(bundle_dir: Path, encoder: nn.Module, step: nn.Module, io: Bun
     batch = len(lengths)
     tgt_vocab = io.step.output("log_probs").shape[1]
     assert isinstance(tgt_vocab, int)
-    lo, hi = content_ids(tgt_vocab)
+    ordinary = np.array(content_ids(tgt_vocab, conv.tgt), dtype=np.int64)
     rng = np.random.default_rng(2)
     out_names = io.step.output_names
     lp_index = out_names.index("log_probs")
     for t, reorder in enumerate(_reorders(batch)):
-        tokens = (np.full(batch, bos_id, dtype=np.int64) if t == 0
-                  else rng.integers(lo, hi, batch).astype(np.int64))
+        tokens = (np.full(batch, conv.start_id, dtype=np.int64) if t == 0
+                  else ordinary[rng.integers(0, len(ordinary), batch)])
         feeds = dict(zip(io.step.input_names, [tokens, reorder, *static_ort, *state_ort]))
         got = _run(step_sess, "decoder_step", out_names, feeds)
         with torch.no_grad():
@@ -155,10 +157,10 @@ def check_outputs(bundle_dir: Path, encoder: nn.Module, step: nn.Module, io: Bun
     return results
 
 
-def greedy_sources(lengths: Sequence[int], src_vocab_size: int, eos_id: int) -> list[list[int]]:
-    """The parity set as id lists (EOS last, no padding)."""
-    src, _ = make_sources(lengths, max(lengths), src_vocab_size, eos_id, 0, seed=7)
-    return [row[:n].tolist() for row, n in zip(src, lengths)]
+def greedy_sources(lengths: Sequence[int], src_vocab_size: int, conv: Conventions) -> list[list[int]]:
+    """The parity set as id lists (framed, no padding)."""
+    src, src_lengths = make_sources(lengths, max(lengths), src_vocab_size, conv, seed=7)
+    return [row[:n].tolist() for row, n in zip(src, src_lengths.tolist())]
 
 
 def check_greedy(bundle_dir: Path, model: nn.Module, src_ids: list[list[int]], max_length: int,
@@ -195,22 +197,24 @@ def summarize(outputs: dict[str, dict[str, Any]], greedy: dict[str, Any] | None,
 
 
 def check_parity(bundle_dir: Path, model: nn.Module, io: BundleIO, src_vocab_size: int, *,
-                 max_batch: int = 64, max_src_len: int = 256, greedy: bool = True,
-                 atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
+                 conv: Conventions | None = None, max_batch: int = 64, max_src_len: int = 256,
+                 greedy: bool = True, atol: float = ATOL, rtol: float = RTOL) -> dict[str, Any]:
     """The full parity report of the fp32 graphs in ``bundle_dir`` against ``model`` (eval
-    mode, CPU, float32). ``greedy`` needs the bundle's manifest (the runtime loads it). Does not
+    mode, CPU, float32); ``conv``: the ids and framing (default: the bundle's manifest). Does not
     raise on failure: see ``raise_on_failure``."""
+    from ..bundle import load_manifest
     from .wrap import EncoderGraph, StepGraph
 
+    conv = conv or load_manifest(bundle_dir, verify=False).conventions
     lengths = parity_lengths(max_batch, max_src_len)
     static, state = [t.name for t in io.static], [t.name for t in io.state]
-    eos, pad, bos = (int(getattr(model, n)) for n in ("eos_id", "pad_id", "bos_id"))
+    vocab = io.step.output("log_probs").shape[1]
     outputs = check_outputs(Path(bundle_dir), EncoderGraph(model, static, state),
-                            StepGraph(model, static, state, io.topk), io, src_vocab_size=src_vocab_size,
-                            eos_id=eos, pad_id=pad, bos_id=bos, lengths=lengths, atol=atol, rtol=rtol)
+                            StepGraph(model, static, state, io.topk, io.blocked, int(vocab)), io,
+                            src_vocab_size=src_vocab_size, conv=conv, lengths=lengths, atol=atol, rtol=rtol)
     greedy_report = None
     if greedy:
-        greedy_report = check_greedy(Path(bundle_dir), model, greedy_sources(lengths, src_vocab_size, eos),
+        greedy_report = check_greedy(Path(bundle_dir), model, greedy_sources(lengths, src_vocab_size, conv),
                                      max_length=2 * max(lengths) + 8)
     return summarize(outputs, greedy_report, lengths, atol, rtol)
 

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from ..errors import BadInputError
 from ..graphio import BATCH, SRC_LEN, Axis, TensorSpec
-from ..vocab import content_ids as _content_ids
+from ..conventions import Conventions
+from ..vocab import content_ids
 
 DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64",
           torch.int32: "int32", torch.bool: "bool"}
@@ -36,23 +37,22 @@ def contract_error(what: str) -> BadInputError:
                          "see s2s_export/models/seq2seq.py (encode/decode_step, batch-major dicts)")
 
 
-def content_ids(vocab_size: int) -> tuple[int, int]:
-    """[lo, hi) of token ids usable as ordinary tokens (not pad/bos/eos)."""
-    if vocab_size <= 3:
-        raise contract_error(f"vocabulary of size {vocab_size} has no room for ordinary tokens")
-    return _content_ids(vocab_size)
-
-
-def make_sources(lengths: Sequence[int], src_len: int, vocab_size: int, eos_id: int, pad_id: int,
+def make_sources(lengths: Sequence[int], src_len: int, vocab_size: int, conv: Conventions,
                  seed: int = 0) -> tuple[Tensor, Tensor]:
-    """A padded batch: src [B,src_len] int64 (random tokens, EOS last, pad after), lengths [B]."""
-    lo, hi = content_ids(vocab_size)
+    """A padded batch of random sources as the model sees them: src [B,src_len] int64 (ordinary
+    tokens with the framing around them: e.g. EOS last; the source pad id after), lengths [B]
+    (framing included; each at least the framing's own tokens, and at least 1)."""
+    ids = content_ids(vocab_size, conv.src)
     rng = np.random.default_rng(seed)
-    src = np.full((len(lengths), src_len), pad_id, dtype=np.int64)
-    for i, n in enumerate(lengths):
-        src[i, : n - 1] = rng.integers(lo, hi, n - 1)
-        src[i, n - 1] = eos_id
-    return torch.from_numpy(src), torch.tensor(list(lengths), dtype=torch.int64)
+    pad = conv.src.pad if conv.src.pad is not None else 0
+    extra = conv.framing.extra_tokens()
+    rows = [conv.frame([int(ids[j]) for j in rng.integers(0, len(ids), max(n - extra, 0 if extra else 1))])
+            for n in lengths]
+    lens = [len(r) for r in rows]
+    src = np.full((len(rows), max(src_len, *lens)), pad, dtype=np.int64)
+    for row, r in zip(src, rows):
+        row[: len(r)] = r
+    return torch.from_numpy(src), torch.tensor(lens, dtype=torch.int64)
 
 
 def dtype_name(t: Tensor, what: str) -> str:
@@ -78,11 +78,10 @@ class ContractSpec:
         return [t.name for t in self.state]
 
 
-def _encode(model: nn.Module, size: tuple[int, int, tuple[int, ...]], src_vocab_size: int
+def _encode(model: nn.Module, size: tuple[int, int, tuple[int, ...]], src_vocab_size: int, conv: Conventions
             ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
     B, S, lengths = size
-    src, src_lengths = make_sources(lengths, S, src_vocab_size, int(getattr(model, "eos_id")),
-                                    int(getattr(model, "pad_id")))
+    src, src_lengths = make_sources(lengths, S, src_vocab_size, conv)
     with torch.no_grad():
         out = getattr(model, "encode")(src, src_lengths)
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(d, dict) for d in out)):
@@ -115,13 +114,14 @@ def _axes(name: str, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[Axis, ...]
     return tuple(axes)
 
 
-def discover(model: nn.Module, src_vocab_size: int) -> ContractSpec:
-    """Run ``encode`` twice and ``decode_step`` once (no grad) and return the IO of the contract."""
+def discover(model: nn.Module, src_vocab_size: int, conv: Conventions) -> ContractSpec:
+    """Run ``encode`` twice and ``decode_step`` once (no grad; sources framed and the step fed
+    the start token as ``conv`` says) and return the IO of the contract."""
     for attr in ("encode", "decode_step"):
         if not callable(getattr(model, attr, None)):
             raise contract_error(f"it has no {attr} method")
-    static_a, state_a, _ = _encode(model, EXAMPLE, src_vocab_size)
-    static_b, state_b, _ = _encode(model, SECOND, src_vocab_size)
+    static_a, state_a, _ = _encode(model, EXAMPLE, src_vocab_size, conv)
+    static_b, state_b, _ = _encode(model, SECOND, src_vocab_size, conv)
     names = list(static_a) + list(state_a)
     if len(set(names)) != len(names):
         raise contract_error(f"static and state share names: {sorted(set(static_a) & set(state_a))}")
@@ -141,7 +141,7 @@ def discover(model: nn.Module, src_vocab_size: int) -> ContractSpec:
     static, state = specs(static_a, static_b, "static"), specs(state_a, state_b, "state")
 
     B, S, _ = EXAMPLE
-    tokens = torch.full((B,), int(getattr(model, "bos_id")), dtype=torch.int64)
+    tokens = torch.full((B,), conv.start_id, dtype=torch.int64)
     with torch.no_grad():
         out = getattr(model, "decode_step")(tokens, static_a, state_a)
     if not (isinstance(out, tuple) and len(out) == 3):
@@ -164,4 +164,4 @@ def discover(model: nn.Module, src_vocab_size: int) -> ContractSpec:
     return ContractSpec(static, state, int(log_probs.shape[1]))
 
 
-__all__ = ["ContractSpec", "EXAMPLE", "discover", "make_sources", "content_ids", "contract_error"]
+__all__ = ["ContractSpec", "EXAMPLE", "discover", "make_sources", "contract_error"]

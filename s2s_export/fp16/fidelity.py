@@ -169,7 +169,7 @@ def step_fidelity(encoder_fp32: str | os.PathLike[str], step_fp32: str | os.Path
 def bundle_fidelity(bundle_dir: str | os.PathLike[str], src: Sequence[Sequence[int]],
                     max_len: int = 50) -> FidelityReport:
     """``step_fidelity`` for a bundle with ``fp32`` and ``fp16`` graphs; ``src``: token ids of
-    each source sentence (EOS appended here when missing). For ``s2s verify``."""
+    each source sentence as the model sees them (framing included). For ``s2s verify``."""
     from ..bundle import load_manifest
 
     directory = Path(bundle_dir)
@@ -178,14 +178,14 @@ def bundle_fidelity(bundle_dir: str | os.PathLike[str], src: Sequence[Sequence[i
     if "fp16" not in graphs or "fp32" not in graphs:
         raise BundleError(f"bundle {directory} has no fp16 graphs",
                           "re-export with s2s-export --trt (writes encoder.fp16.onnx and decoder_step.fp16.onnx)")
-    eos = int(manifest.specials.get("eos", 2))
-    seqs = [list(s) + ([] if s and s[-1] == eos else [eos]) for s in src]
+    seqs = [list(s) for s in src]
     S = max(len(s) for s in seqs)
-    arr = np.array([s + [int(manifest.specials.get("pad", 0))] * (S - len(s)) for s in seqs], dtype=np.int64)
+    pad = manifest.src_specials.pad if manifest.src_specials.pad is not None else 0
+    arr = np.array([s + [pad] * (S - len(s)) for s in seqs], dtype=np.int64)
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     return step_fidelity(directory / graphs["fp32"]["encoder"], directory / graphs["fp32"]["decoder_step"],
                          directory / graphs["fp16"]["decoder_step"], arr, lengths, max_len,
-                         bos_id=int(manifest.specials.get("bos", 1)), eos_id=eos,
+                         bos_id=manifest.start_id, eos_id=int(manifest.tgt_specials.eos),  # type: ignore[arg-type]
                          encoder_fp16=directory / graphs["fp16"]["encoder"])
 
 

@@ -33,7 +33,8 @@ class ImportedModel:
     lists, id order (real tokens, fillers included). ``tokenizer``: the bundle's tokenizer spec
     (``char``, ``word`` or ``SRC:TGT``). ``framing``/``search``: the tool's conventions and its
     decoding defaults. ``model_config``: JSON-able description stored in the manifest
-    (``{"format": FORMAT, ...}``). ``warnings``: one line each, printed by the CLI."""
+    (``{"format": FORMAT, ...}``). ``warnings``: one line each, printed by the CLI. ``meta``:
+    what the checkpoint says of its training (the zoo's ``task``, used by ``s2s verify``)."""
 
     model: Any
     src_vocab: list[str]
@@ -44,6 +45,7 @@ class ImportedModel:
     model_config: dict[str, Any]
     format: str
     warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # training facts (the zoo: its task)
 
 
 __all__ = ["ImportedModel"]

@@ -57,7 +57,8 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
         if GREEDY in fp32:
             from ..export.greedy import write_greedy
 
-            if write_greedy(tmp / entry["decoder_step"], tmp / f"{GREEDY}.int8.onnx", manifest.io):
+            if write_greedy(tmp / entry["decoder_step"], tmp / f"{GREEDY}.int8.onnx", manifest.io,
+                            manifest.conventions):
                 entry[GREEDY] = f"{GREEDY}.int8.onnx"
         manifest.graphs["int8"] = entry
         manifest.save(tmp)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any, Literal
+
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
 
 from ..errors import ConfigError, Problem
 
@@ -22,9 +25,17 @@ QUERIES = ("post", "pre")
 BRIDGES = ("zero", "copy", "linear")
 
 
-@dataclass(frozen=True)
+# upper bounds: beyond them a config is a corrupted or hostile document, not a model
+LIMITS = {"src_vocab_size": 10_000_000, "tgt_vocab_size": 10_000_000, "emb_size": 65_536, "enc_hidden": 65_536,
+          "dec_hidden": 65_536, "enc_layers": 64, "dec_layers": 64, "heads": 1024, "window": 100_000}
+
+
+@dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class ModelConfig:
     """Architecture of one encoder-decoder.
+
+    Types are checked when it is built (a pydantic dataclass, strict: ``enc_layers='2'`` is
+    refused, not coerced); ``problems``/``validate`` check the values and their consistency.
 
     Sizes: ``enc_hidden`` is per direction, so the encoder memory width is
     ``M = enc_hidden * (2 if bidirectional else 1)``; every decoder layer has width ``dec_hidden``.
@@ -72,10 +83,10 @@ class ModelConfig:
             f"use one of {PLACEMENTS}")
         bad(self.query not in QUERIES, f"query {self.query!r} is unknown", f"use one of {QUERIES}")
         bad(self.bridge not in BRIDGES, f"bridge {self.bridge!r} is unknown", f"use one of {BRIDGES}")
-        for name in ("src_vocab_size", "tgt_vocab_size", "emb_size", "enc_hidden", "dec_hidden",
-                     "enc_layers", "dec_layers", "heads", "window"):
-            bad(int(getattr(self, name)) < 1, f"{name} must be >= 1 (got {getattr(self, name)})",
-                f"set {name} to a positive integer")
+        for name, limit in LIMITS.items():
+            value = int(getattr(self, name))
+            bad(not 1 <= value <= limit, f"{name} must be within 1..{limit:,} (got {value})",
+                f"set {name} to a positive integer of a sensible size")
         bad(not 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})",
             "set dropout between 0 and 1")
         bad(self.attention == "dot" and self.dec_hidden != self.memory_size,
@@ -117,4 +128,10 @@ class ModelConfig:
         missing = [k for k in ("src_vocab_size", "tgt_vocab_size") if k not in d]
         if missing:
             raise ConfigError(f"config lacks {missing}", "add the vocabulary sizes")
-        return cls(**d).validate()
+        try:
+            config = cls(**d)
+        except ValidationError as exc:
+            raise ConfigError([Problem(f"config {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r:.40})",
+                                       "fix that value in the config") for e in exc.errors(include_url=False)]
+                              ) from None
+        return config.validate()

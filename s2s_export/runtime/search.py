@@ -2,12 +2,17 @@
 
 Semantics (docs/architecture.md; ``s2s_export.verify.reference`` implements them independently):
 
+* Ids: the decoder starts from ``opts.start_id``; ``opts.eos_id`` ends a hypothesis;
+  ``opts.blocked`` are never generated (format-2 bundles: the target pad and bos and the bundle's
+  ``never_generate``, also left out of the step graph's top-K; format-1 bundles: none, as before).
 * Length = number of generated tokens, EOS included. Per sentence the maximum length is
-  ``min(max_length, ceil(max_length_ratio * src_len))`` (``src_len`` counts the source's EOS;
-  at least 1). ``min_length`` = the least number of tokens before EOS: EOS is blocked while
-  fewer than ``min_length`` tokens were generated. ``no_repeat_ngram_size`` = n: a token that
-  would repeat an n-gram already in the hypothesis is blocked. Blocked = log-prob -inf; a
-  candidate scoring -inf is never selected.
+  ``min(max_length, ceil(max_length_ratio * src_len))`` (``src_len`` counts the source framing;
+  at least 1); with ``max_length_batch_factor`` (Joey NMT's rule) ``max_length`` is replaced by
+  ``int(factor * the batch's longest src_len)``. ``min_length`` = the least number of tokens
+  before EOS: EOS is blocked while fewer than ``min_length`` tokens were generated.
+  ``no_repeat_ngram_size`` = n: a token that would repeat an n-gram already in the hypothesis
+  is blocked. Blocked = log-prob -inf; a candidate scoring -inf is never selected. When nothing
+  is selectable, the hypothesis ends with a forced EOS and the score -inf.
 * Greedy: argmax each step; a row finishes at EOS (part of ids and score) or at its maximum
   length; finished rows leave the batch.
 * Beam (HF-style, early stopping): one alive hypothesis per sentence at step 0, then ``beam``.
@@ -46,10 +51,36 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
-from ..vocab import BOS_ID, EOS_ID, PAD_ID
+from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from .backends.base import Backend, FusedGreedy, StepResult
 
 PENALTIES = ("none", "gnmt", "avg")
+STYLE_NAMES = ("s2s", "joeynmt", "opennmt")
+MAX_BEAM, MAX_LENGTH, MAX_ALPHA = 1024, 1_000_000, 10.0  # beyond these an option is a mistake
+
+
+def _int(name: str, value: object, lo: int, hi: int, fix: str) -> None:
+    """``ConfigError`` unless ``value`` is an int (not a bool, not a float) within ``lo..hi``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an integer (got {value!r})", fix)
+    if int(value) < lo:
+        raise ConfigError(f"{name} must be >= {lo} (got {value})", fix)
+    if int(value) > hi:
+        raise ConfigError(f"{name} must be at most {hi:,} (got {value})", fix)
+
+
+def _real(name: str, value: object, lo: float, hi: float, fix: str, positive: bool = False) -> None:
+    """``ConfigError`` unless ``value`` is a finite real number within ``lo..hi`` (``positive``:
+    ``lo`` is exclusive, the message says ``> 0``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name} must be a number (got {value!r})", fix)
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigError(f"{name} must be finite (got {value})", fix)
+    if (v <= 0 if positive else v < lo):
+        raise ConfigError(f"{name} must be {'> 0' if positive else f'>= {lo:g}'} (got {value})", fix)
+    if v > hi:
+        raise ConfigError(f"{name} must be at most {hi:g} (got {value})", fix)
 
 
 class Result(NamedTuple):
@@ -81,28 +112,33 @@ class SearchOptions:
     start_id: int = BOS_ID
     eos_id: int = EOS_ID
     pad_id: int = PAD_ID
-    unk_id: int | None = 3
+    unk_id: int | None = UNK_ID
     blocked: tuple[int, ...] = ()
 
     def validate(self) -> "SearchOptions":
-        def bad(cond: bool, what: str, fix: str) -> None:
-            if cond:
-                raise ConfigError(what, fix)
-
-        bad(int(self.beam_size) < 1, f"beam_size must be >= 1 (got {self.beam_size})", "pass a beam of 1 or more")
-        bad(not 1 <= int(self.n_best) <= int(self.beam_size),
-            f"n_best {self.n_best} must be within 1..beam_size ({self.beam_size})",
-            "pass n_best <= beam_size (or a larger beam)")
-        bad(int(self.max_length) < 1, f"max_length must be >= 1 (got {self.max_length})", "pass a positive max_length")
-        bad(self.max_length_ratio is not None and not (math.isfinite(self.max_length_ratio)
-                                                       and self.max_length_ratio > 0),
-            f"max_length_ratio must be > 0 (got {self.max_length_ratio})", "pass a positive ratio or None")
-        bad(int(self.min_length) < 0, f"min_length must be >= 0 (got {self.min_length})", "pass 0 or more")
-        bad(self.length_penalty not in PENALTIES, f"length_penalty {self.length_penalty!r} is unknown",
-            f"use one of {PENALTIES}")
-        bad(not math.isfinite(self.alpha), f"alpha must be finite (got {self.alpha})", "pass a number like 0.6")
-        bad(int(self.no_repeat_ngram_size) < 0, f"no_repeat_ngram_size must be >= 0 (got "
-            f"{self.no_repeat_ngram_size})", "pass 0 (off) or an n-gram size")
+        """``ConfigError`` naming the first option of a wrong type or outside its range (every
+        entry point calls this before any work)."""
+        _int("beam_size", self.beam_size, 1, MAX_BEAM, "pass a beam of 1 or more")
+        _int("n_best", self.n_best, 1, MAX_BEAM, "pass 1 or more")
+        if self.n_best > self.beam_size:
+            raise ConfigError(f"n_best {self.n_best} must be within 1..beam_size ({self.beam_size})",
+                              "pass n_best <= beam_size (or a larger beam)")
+        _int("max_length", self.max_length, 1, MAX_LENGTH, "pass a positive max_length")
+        _int("min_length", self.min_length, 0, MAX_LENGTH, "pass 0 or more")
+        _int("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, MAX_LENGTH, "pass 0 (off) or an n-gram size")
+        if self.max_length_ratio is not None:
+            _real("max_length_ratio", self.max_length_ratio, 0.0, 1e4, "pass a positive ratio or None", True)
+        if self.max_length_batch_factor is not None:
+            _real("max_length_batch_factor", self.max_length_batch_factor, 0.0, 1e4, "pass a positive factor or None",
+                  True)
+        if self.length_penalty not in PENALTIES:
+            raise ConfigError(f"length_penalty {self.length_penalty!r} is unknown", f"use one of {PENALTIES}")
+        _real("alpha", self.alpha, -MAX_ALPHA, MAX_ALPHA, "pass a number like 0.6")
+        for name in ("return_attention", "full_distribution"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False (got {getattr(self, name)!r})", "pass a bool")
+        if self.style not in STYLE_NAMES:
+            raise ConfigError(f"search style {self.style!r} is unknown", f"use one of: {', '.join(STYLE_NAMES)}")
         return self
 
     def max_lengths(self, src_lengths: np.ndarray) -> np.ndarray:
@@ -144,11 +180,15 @@ class SearchOptions:
 
 
 def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.ndarray:
-    """log_probs [R,V] with blocked tokens at -inf (a copy); hist [R,t] generated so far."""
+    """log_probs [R,V] with blocked tokens at -inf (a copy); hist [R,t] generated so far.
+    Blocked: ``opts.blocked`` (never generated), EOS before ``min_length``, tokens that would
+    repeat an n-gram (``no_repeat_ngram_size``)."""
     lp = np.array(log_probs, dtype=np.float32, copy=True)
     R, t = hist.shape
+    if opts.blocked:
+        lp[:, list(opts.blocked)] = -np.inf
     if t < opts.min_length:
-        lp[:, EOS_ID] = -np.inf
+        lp[:, opts.eos_id] = -np.inf
     n = opts.no_repeat_ngram_size
     if n > 0 and t >= n:
         grams = sliding_window_view(hist, n, axis=1)  # [R, t-n+1, n]
@@ -160,9 +200,13 @@ def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.n
 
 def candidates(res: StepResult, full: bool, C: int, hist: np.ndarray, opts: SearchOptions
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best C extensions: (log-probs [R,C'] float64, ids [R,C'] int64), C' <= C."""
+    """Each row's best C extensions: (log-probs [R,C'] float64, ids [R,C'] int64), C' <= C;
+    blocked tokens score -inf (a format-2 step graph already leaves them out of its top-K)."""
     if not full:
-        return res.topk_log_probs[:, :C].astype(np.float64), res.topk_ids[:, :C]
+        lp, ids = res.topk_log_probs[:, :C].astype(np.float64), res.topk_ids[:, :C]
+        if opts.blocked:
+            lp[np.isin(ids, opts.blocked)] = -np.inf
+        return lp, ids
     assert res.log_probs is not None
     lp = masked(res.log_probs, hist, opts)
     V = lp.shape[1]
@@ -182,7 +226,8 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     B = len(src_lengths)
     max_len = opts.max_lengths(src_lengths)
     if (isinstance(backend, FusedGreedy) and not always_full and not opts.return_attention
-            and opts.min_length == 0 and opts.no_repeat_ngram_size == 0):
+            and opts.min_length == 0 and opts.no_repeat_ngram_size == 0
+            and set(opts.blocked) <= set(backend.topk_blocked)):
         fused = backend.greedy(src, src_lengths, max_len)  # the loop below, in one graph run
         if fused is not None:
             ids, scores, lengths = fused
@@ -190,7 +235,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
                     for b, n in enumerate(lengths.tolist())]
     backend.encode(src, src_lengths)
     rows = np.arange(B)  # sentence of each row
-    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    tokens, reorder = np.full(B, opts.start_id, dtype=np.int64), np.arange(B)
     hist = np.zeros((B, 0), dtype=np.int64)  # [R,t] generated ids
     score = np.zeros(B)
     attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
@@ -199,16 +244,19 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         full = always_full or opts.masks_at(t)
         res = backend.step(tokens, reorder, full=full, attn=opts.return_attention)
         if full:
-            lp = masked(res.log_probs, hist, opts)  # type: ignore[arg-type]
+            lp = masked(res.log_probs, hist, opts)  # type: ignore[arg-type]  # [R,V]
             tok = lp.argmax(axis=1)
             tok_lp = lp[np.arange(len(tok)), tok]
         else:
-            tok, tok_lp = res.topk_ids[:, 0], res.topk_log_probs[:, 0]
+            lp, ids = candidates(res, False, backend.topk, hist, opts)  # [R,K] each, blocked at -inf
+            best = lp.argmax(axis=1)  # the first best: top-K order on ties
+            tok, tok_lp = ids[np.arange(len(best)), best], lp[np.arange(len(best)), best]
+        tok = np.where(np.isfinite(tok_lp), tok, opts.eos_id)  # nothing selectable: EOS forced (-inf)
         score = score + tok_lp
         hist = np.concatenate([hist, tok[:, None]], axis=1)
         if attn is not None:
             attn = np.concatenate([attn, res.attn[:, None]], axis=1)  # type: ignore[index]
-        done = (tok == EOS_ID) | (t + 1 >= max_len[rows])
+        done = (tok == opts.eos_id) | (t + 1 >= max_len[rows])
         tokens, reorder = tok, np.arange(len(rows))
         if not done.any():
             continue
@@ -226,7 +274,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     return results
 
 
-def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, W: int
+def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, W: int, pad_id: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank each sentence's extensions, best first: cumulative scores [n, width*C] (C = lp's
     columns), their token ids and source rows (rows of this step's batch); padded with -inf
@@ -240,7 +288,7 @@ def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, 
     if cand.shape[1] < W:
         pad = ((0, 0), (0, W - cand.shape[1]))
         cand = np.pad(cand, pad, constant_values=-np.inf)
-        cand_ids = np.pad(cand_ids, pad, constant_values=PAD_ID)
+        cand_ids = np.pad(cand_ids, pad, constant_values=pad_id)  # scored -inf: never selected
         cand_rows = np.pad(cand_rows, pad, mode="edge")  # a row of the same sentence
     return cand, cand_ids, cand_rows
 
@@ -253,7 +301,7 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     max_len = opts.max_lengths(src_lengths)
     backend.encode(src, src_lengths)
     sent, width = np.arange(B), 1  # active sentences; rows per active sentence (1 at step 0)
-    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    tokens, reorder = np.full(B, opts.start_id, dtype=np.int64), np.arange(B)
     cum = np.zeros(B)  # [R] cumulative log-prob of each row's hypothesis (-inf: empty slot)
     hist = np.zeros((B, 0), dtype=np.int64)  # [R,t]
     attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
@@ -263,8 +311,8 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         full = always_full or opts.masks_at(t)
         res = backend.step(tokens, reorder, full=full, attn=opts.return_attention)
         lp, ids = candidates(res, full, W + 1, hist, opts)  # [R,C] each
-        cand, cand_ids, cand_rows = _rank(cum, lp, ids, len(sent), width, W)  # [n, >=W] each
-        ok, eos = np.isfinite(cand), cand_ids == EOS_ID
+        cand, cand_ids, cand_rows = _rank(cum, lp, ids, len(sent), width, W, opts.pad_id)  # [n, >=W] each
+        ok, eos = np.isfinite(cand), cand_ids == opts.eos_id
         fin = eos & ok & (np.arange(cand.shape[1]) < W)  # EOS ranked within the first W
         alive = ~eos & ok
         alive &= np.cumsum(alive, axis=1) <= W  # the first W non-EOS extensions
@@ -278,8 +326,9 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         for i, j in zip(*np.nonzero(fin)):  # bookkeeping of finished hypotheses (few per step)
             r, s = cand_rows[i, j], sent[i]
             a = None if attn is None else np.concatenate([attn[r], res.attn[r][None]])  # type: ignore[index]
-            finished[s].append(Result(hist[r].tolist() + [EOS_ID], float(cand[i, j]) / opts.penalty(length),
+            finished[s].append(Result(hist[r].tolist() + [opts.eos_id], float(cand[i, j]) / opts.penalty(length),
                                       None if a is None else a[:, :src_lengths[s]]))
+        hist_before, attn_before = hist, attn
         hist = np.concatenate([hist[new_rows], new_ids[:, None]], axis=1)
         if attn is not None:
             attn = np.concatenate([attn[new_rows], res.attn[new_rows][:, None]], axis=1)  # type: ignore[index]
@@ -289,6 +338,13 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
                 r = i * W + k
                 finished[sent[i]].append(Result(hist[r].tolist(), float(new_cum[r]) / opts.penalty(length),
                                                 _attention(attn, r, int(src_lengths[sent[i]]))))
+        stuck = ~ok.any(axis=1)  # nothing selectable: alive hypotheses end with a forced EOS
+        for i in np.flatnonzero(stuck):
+            for k in np.flatnonzero(np.isfinite(cum[i * width:(i + 1) * width])):
+                r = i * width + k
+                a = None if attn_before is None else np.concatenate([attn_before[r], res.attn[r][None]])  # type: ignore[index]
+                finished[sent[i]].append(Result(hist_before[r].tolist() + [opts.eos_id], -math.inf,
+                                                None if a is None else a[:, :src_lengths[sent[i]]]))
         done = at_max | (n_finished[sent] >= W) | ~new_ok.any(axis=1)
         live = np.flatnonzero(~done)
         if live.size == 0:

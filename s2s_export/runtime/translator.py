@@ -2,12 +2,16 @@
 
     t = Translator.load("bundle_dir")                      # backend "onnxruntime" | "auto" | "tensorrt"
     hyps = t.translate(["hello", "world"], beam_size=5)    # one list of n_best Hypothesis per input
-    hyps = t.translate_ids([[5, 6, 7]])                    # source ids (EOS appended) -> Hypothesis
+    hyps = t.translate_ids([[5, 6, 7]])                    # source ids (framing applied) -> Hypothesis
 
-Sources: tokenized with the bundle's tokenizer, unknown tokens -> ``<unk>``, EOS appended (an
-empty input is just EOS). A source longer than the bundle's ``max_src_len`` (EOS included) is
-refused with ``BadInputError`` naming the input, its length and the limit (no silent
-truncation): split it, or re-export with a larger ``--max-src-len``.
+Sources: tokenized with the bundle's tokenizer; unknown tokens, and text that spells a control
+token (``</s>``...), -> unk; then the bundle's framing (``manifest.framing``: EOS appended for zoo
+models and Joey NMT, nothing for OpenNMT-py). A source longer than the bundle's ``max_src_len``
+(framing included) is refused with ``BadInputError`` naming the input, its length and the limit
+(no silent truncation): split it, or re-export with a larger ``--max-src-len``.
+
+Search options left out mean the bundle's defaults (``manifest.search``: beam, n-best, length
+penalty, lengths, style), so an imported model decodes as its tool does with no option given.
 
 Inputs are sorted by length into batches of ``max_batch_size`` sentences (little padding) and
 the results come back in input order. Thread safety: one ``Translator`` may be shared by
@@ -24,13 +28,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..bundle import Manifest, load_manifest
 from ..errors import BadInputError, ConfigError, UnsupportedError, UsageError
-from ..vocab import EOS_ID, PAD_ID, Vocab, detokenize, tokenize, tokenizer_kinds
+from ..vocab import PAD_ID, Vocab, detokenize, tokenize, tokenizer_kinds
 from .backends.base import DEFAULT_SPINNING, SPINNING, Backend
 from .search import Result, SearchOptions, search
 
@@ -60,10 +64,20 @@ class Hypothesis:
     attention: np.ndarray | None = None
 
 
-def pad_sources(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Source id lists (EOS included) -> src [B,S] int64 padded with PAD, lengths [B] int64."""
+# the search options a request may give (Translator.options); None = the bundle's default
+SEARCH_OPTIONS = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_length", "length_penalty",
+                  "alpha", "no_repeat_ngram_size", "return_attention", "full_distribution", "search_style")
+
+
+def _check_batch_size(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ConfigError(f"max_batch_size must be an integer >= 1 (got {value!r})", "pass 1 or more")
+
+
+def pad_sources(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+    """Source id lists (framed) -> src [B,S] int64 padded with ``pad_id``, lengths [B] int64."""
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    src = np.full((len(seqs), int(lengths.max())), PAD_ID, dtype=np.int64)
+    src = np.full((len(seqs), int(lengths.max())), pad_id, dtype=np.int64)
     for row, s in zip(src, seqs):
         row[: len(s)] = s
     return src, lengths
@@ -99,9 +113,12 @@ class Translator:
         self.manifest = manifest
         self.backend = backend
         self.bundle_dir = Path(bundle_dir)
-        self.src_vocab = Vocab(tuple(manifest.src_vocab))
-        self.tgt_vocab = Vocab(tuple(manifest.tgt_vocab))
+        self.src_vocab = Vocab(tuple(manifest.src_vocab), manifest.src_specials)
+        self.tgt_vocab = Vocab(tuple(manifest.tgt_vocab), manifest.tgt_specials)
         self.src_tokenizer, self.tgt_tokenizer = tokenizer_kinds(manifest.tokenizer)
+        self.framing = manifest.framing
+        src_pad = manifest.src_specials.pad
+        self.src_pad_id = 0 if src_pad is None else src_pad  # padding is masked: any id serves
         self._lock = threading.Lock()
 
     @classmethod
@@ -128,58 +145,79 @@ class Translator:
                    bundle_dir)
 
     # ------------------------------------------------------------------ public API
-    def translate(self, texts: Sequence[str], beam_size: int = 1, n_best: int = 1, max_batch_size: int = 64,
-                  return_attention: bool = False, max_length: int = 200, max_length_ratio: float | None = None,
-                  min_length: int = 0, length_penalty: str = "none", alpha: float = 0.0,
-                  no_repeat_ngram_size: int = 0, full_distribution: bool = False,
-                  progress: Callable[[int], None] | None = None) -> list[list[Hypothesis]]:
-        """One list of up to ``n_best`` hypotheses per input text, best first (search options:
-        ``s2s_export.runtime.search``). ``progress(n)`` is called after each batch of n inputs."""
-        ids = self.encode(texts)
-        return self.translate_ids(ids, beam_size=beam_size, n_best=n_best, max_batch_size=max_batch_size,
-                                  return_attention=return_attention, max_length=max_length,
-                                  max_length_ratio=max_length_ratio, min_length=min_length,
-                                  length_penalty=length_penalty, alpha=alpha,
-                                  no_repeat_ngram_size=no_repeat_ngram_size,
-                                  full_distribution=full_distribution, progress=progress)
+    def translate(self, texts: Sequence[str], *, max_batch_size: int = 64,
+                  progress: Callable[[int], None] | None = None, **options: Any) -> list[list[Hypothesis]]:
+        """One list of up to ``n_best`` hypotheses per input text, best first. ``options``: the
+        search options (``SEARCH_OPTIONS``: ``beam_size``, ``n_best``, ``max_length``,
+        ``max_length_ratio``, ``min_length``, ``length_penalty``, ``alpha``,
+        ``no_repeat_ngram_size``, ``return_attention``, ``full_distribution``, ``search_style``);
+        one left out (or None) means the bundle's default (``manifest.search``). Inputs are
+        sorted by length into batches of ``max_batch_size``; ``progress(n)`` is called after each
+        batch of n inputs. ``ConfigError`` for an option of a wrong type or range,
+        ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
+        return self.translate_ids(self.encode(texts), max_batch_size=max_batch_size, progress=progress,
+                                  **options)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Source ids of ``texts`` (the bundle's tokenizer, unknown tokens -> ``<unk>``, no EOS),
-        every input checked against ``max_src_len`` first (``BadInputError`` naming the input):
-        a caller translating a long list in chunks can refuse it before printing anything."""
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        """Source ids of ``texts`` (the bundle's tokenizer; unknown tokens, and the strings of the
+        control tokens, -> unk; no framing), every input checked against ``max_src_len`` (framing
+        included) first (``BadInputError`` naming the input): a caller translating a long list in
+        chunks can refuse it before printing anything."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
             raise UsageError("translate takes a list of strings", "pass [text] for one input")
         ids = [self.src_vocab.encode(tokenize(t, self.src_tokenizer)) for t in texts]
-        limit = self.manifest.max_src_len
+        limit, extra = self.manifest.max_src_len, self.framing.extra_tokens()
         for n, seq in enumerate(ids):
-            if len(seq) + 1 > limit:
-                self._sources([seq], add_eos=True, first=n)  # raises with the usual message
+            if len(seq) + extra > limit:
+                self._sources([seq], frame=True, first=n)  # raises with the usual message
         return ids
 
-    def translate_ids(self, ids: Sequence[Sequence[int]], beam_size: int = 1, n_best: int = 1,
-                      max_batch_size: int = 64, return_attention: bool = False, max_length: int = 200,
-                      max_length_ratio: float | None = None, min_length: int = 0,
-                      length_penalty: str = "none", alpha: float = 0.0, no_repeat_ngram_size: int = 0,
-                      full_distribution: bool = False, add_eos: bool = True,
-                      progress: Callable[[int], None] | None = None) -> list[list[Hypothesis]]:
-        """Like ``translate`` with source ids (EOS appended unless ``add_eos=False``)."""
-        opts = SearchOptions(beam_size=beam_size, n_best=n_best, max_length=max_length,
-                             max_length_ratio=max_length_ratio, min_length=min_length,
-                             length_penalty=length_penalty, alpha=alpha,
-                             no_repeat_ngram_size=no_repeat_ngram_size, return_attention=return_attention,
-                             full_distribution=full_distribution).validate()
+    def options(self, **given: Any) -> SearchOptions:
+        """The search options of a request: the bundle's defaults (``manifest.search``) with the
+        ``given`` ones (None = not given) over them, and the bundle's target conventions.
+        ``ConfigError`` for an unknown option or a value of a wrong type or range."""
+        unknown = sorted(set(given) - set(SEARCH_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown search option {', '.join(unknown)}",
+                              f"use: {', '.join(SEARCH_OPTIONS)}")
+        given = {k: v for k, v in given.items() if v is not None}
+        d = self.manifest.search
+        fields: dict[str, Any] = {
+            "beam_size": d.beam_size, "n_best": d.n_best, "max_length": d.max_length,
+            "max_length_ratio": d.max_length_ratio, "min_length": d.min_length,
+            "length_penalty": d.length_penalty, "alpha": d.alpha, "no_repeat_ngram_size": d.no_repeat_ngram_size,
+            "style": d.style, "max_length_batch_factor": d.max_length_batch_factor}
+        if "max_length" in given:  # the user's own limit replaces the bundle's length rule
+            fields["max_length_batch_factor"] = None
+        if "beam_size" in given and "n_best" not in given:
+            fields["n_best"] = min(d.n_best, given["beam_size"]) if isinstance(given["beam_size"], int) else 1
+        if "search_style" in given:
+            given["style"] = given.pop("search_style")
+        fields.update(given)
+        tgt = self.manifest.tgt_specials
+        opts = SearchOptions(**fields, start_id=self.manifest.start_id, eos_id=int(tgt.eos),  # type: ignore[arg-type]
+                             pad_id=tgt.pad if tgt.pad is not None else int(tgt.eos), unk_id=tgt.unk,
+                             blocked=tuple(self.manifest.io.blocked)).validate()
         opts.full_path(self.backend.topk)  # beam_size > K: fail before any work
-        if int(max_batch_size) < 1:
-            raise ConfigError(f"max_batch_size must be >= 1 (got {max_batch_size})", "pass 1 or more")
-        sources = self._sources(ids, add_eos)
+        return opts
+
+    def translate_ids(self, ids: Sequence[Sequence[int]], *, max_batch_size: int = 64, frame: bool = True,
+                      progress: Callable[[int], None] | None = None, add_eos: bool | None = None,
+                      **options: Any) -> list[list[Hypothesis]]:
+        """Like ``translate`` with source ids: ``frame`` applies the bundle's source framing
+        (EOS appended for zoo bundles; ``add_eos`` is its old name); without it the ids are the
+        sources exactly as the model sees them."""
+        opts = self.options(**options)
+        _check_batch_size(max_batch_size)
+        sources = self._sources(ids, frame if add_eos is None else bool(add_eos))
         batch = int(max_batch_size)
         if self.backend.max_rows:  # engines with a fixed maximum batch (rows = sentences x beam)
-            batch = max(1, min(batch, self.backend.max_rows // beam_size))
+            batch = max(1, min(batch, self.backend.max_rows // opts.beam_size))
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[list[Hypothesis]] = [[] for _ in sources]
         for start in range(0, len(order), batch):
             chunk = order[start:start + batch]
-            src, lengths = pad_sources([sources[i] for i in chunk])
+            src, lengths = pad_sources([sources[i] for i in chunk], self.src_pad_id)
             with self._lock:  # the backend holds this batch's state until the search returns
                 results = search(self.backend, src, lengths, opts)
             for i, res in zip(chunk, results):
@@ -189,21 +227,27 @@ class Translator:
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _sources(self, ids: Sequence[Sequence[int]], add_eos: bool, first: int = 0) -> list[list[int]]:
-        """Checked source id lists (EOS appended); errors name input ``first + i``."""
-        if isinstance(ids, (str, bytes)) or (len(ids) and isinstance(ids[0], (int, np.integer))):
+    def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0) -> list[list[int]]:
+        """Checked source id lists (framed when ``frame``); errors name input ``first + i``."""
+        if (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)
+                or (len(ids) and isinstance(ids[0], (int, np.integer)))):
             raise UsageError("translate_ids takes a list of id lists", "pass [[id, ...], ...]")
         limit, vocab = self.manifest.max_src_len, len(self.src_vocab)
         sources = []
         for n, seq in enumerate(ids, start=first):
-            seq = [int(i) for i in seq] + ([EOS_ID] if add_eos else [])
+            if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not all(
+                    isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in seq):
+                raise UsageError(f"input {n} is not a list of integer ids", "pass [[id, ...], ...]")
+            seq = [int(i) for i in seq]
+            if frame:
+                seq = self.framing.frame(seq, self.manifest.src_specials)
             if not seq:
-                raise BadInputError(f"input {n} is empty and add_eos is off", "end every source with EOS")
+                raise BadInputError(f"input {n} is empty and framing is off", "pass at least one source id")
             if min(seq) < 0 or max(seq) >= vocab:
                 raise BadInputError(f"input {n} has token ids outside 0..{vocab - 1}",
                                     "encode it with the bundle's source vocabulary")
             if len(seq) > limit:
-                raise BadInputError(f"input {n} has {len(seq)} source tokens (EOS included), more than "
+                raise BadInputError(f"input {n} has {len(seq)} source tokens (framing included), more than "
                                     f"the bundle's max_src_len {limit}",
                                     f"split the input, or re-export with --max-src-len {len(seq)} or more")
             sources.append(seq)
@@ -218,4 +262,4 @@ class Translator:
                 f"topk={self.backend.topk})")
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "LOADERS", "Hypothesis", "Translator", "load_backend", "pad_sources"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "LOADERS", "SEARCH_OPTIONS", "Hypothesis", "Translator", "load_backend", "pad_sources"]

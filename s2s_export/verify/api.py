@@ -70,7 +70,7 @@ def check_model(manifest: Any, model: Any, src_vocab: list[str] | None = None,
 
 def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyInputs, *,
                   backend: str = "auto", precision: str | None = None, beam_size: int = 4,
-                  max_length: int = 200, batch_size: int = 32, tolerances: Tolerances | None = None,
+                  max_length: int | None = None, batch_size: int = 32, tolerances: Tolerances | None = None,
                   overrides: dict[str, Any] | None = None, threads: int | None = 1, verify_hashes: bool = True,
                   model_info: dict[str, Any] | None = None) -> VerifyResult:
     """Verify ``bundle_dir`` against ``model`` (an ``nn.Module`` implementing the decoding
@@ -80,8 +80,8 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
     them. ``model_info``: what to print about the model (path...)."""
     import torch
 
-    from ..runtime import SearchOptions, Translator
-    from .freerun import free_running, quality
+    from ..runtime import Translator
+    from .freerun import free_running, quality, reference_options
     from .reference import reference_search
     from .stepwise import teacher_forced
 
@@ -94,7 +94,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
     if precision is None:
         precision = "fp16" if be.name == "tensorrt" else "fp32"
     tol = (tolerances or defaults(precision)).with_overrides(**(overrides or {}))
-    SearchOptions(beam_size=beam_size, max_length=max_length).validate().full_path(be.topk)
+    translator.options(beam_size=beam_size, n_best=1, max_length=max_length)  # ConfigError before any work
     check_model(translator.manifest, model)
     if len(translator.src_vocab) <= max(max(s) for s in data.sources):
         raise BadInputError("the sources have ids outside the bundle's source vocabulary",
@@ -104,9 +104,11 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ref_greedy = reference_search(model, sources, beam_size=1, max_length=max_length, return_attention=True)
+        greedy_opts = translator.options(beam_size=1, n_best=1, max_length=max_length)
+        ref_greedy = reference_search(model, sources, return_attention=True, **reference_options(greedy_opts))
         trajectories = [r[0][0] for r in ref_greedy]
-        teacher = teacher_forced(model, be, sources, trajectories, tol, batch_size=batch_size)
+        teacher = teacher_forced(model, be, sources, trajectories, tol, batch_size=batch_size,
+                                 start_id=translator.manifest.start_id, blocked=translator.manifest.io.blocked)
         lp_tol = tol.of("log_probs")
         common: dict[str, Any] = dict(max_length=max_length, tie_margin=tol.tie_margin, min_exact=tol.min_exact,
                       score_tol=lp_tol, batch_size=batch_size)
@@ -129,7 +131,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
     failures = _failures(teacher, [(name, section) for name, section, _ in runs], tol)
     fp16_real = None
     if precision == "fp16" and be.name.startswith("onnxruntime"):
-        fp16_real = fp16_fidelity(bundle_dir, sources, max_length)
+        fp16_real = fp16_fidelity(bundle_dir, sources, greedy_opts.max_length)
     report = {
         "bundle": str(Path(bundle_dir)), "model": model_info or {},
         "backend": be.name, "precision": precision,

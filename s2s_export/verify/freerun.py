@@ -53,24 +53,37 @@ def classify(lp: np.ndarray, ref_token: int | None, got_token: int | None, tie_m
     return {"margin": margin, "near_tie": bool(near)}
 
 
+def reference_options(opts: Any) -> dict[str, Any]:
+    """``reference_search``'s keyword arguments for a resolved ``runtime.SearchOptions``: the
+    same request, as the runtime will run it (the bundle's defaults, ids and style included)."""
+    return dict(beam_size=opts.beam_size, n_best=opts.n_best, max_length=opts.max_length,
+                max_length_ratio=opts.max_length_ratio, min_length=opts.min_length,
+                length_penalty=opts.length_penalty, alpha=opts.alpha,
+                no_repeat_ngram_size=opts.no_repeat_ngram_size, start_id=opts.start_id, eos_id=opts.eos_id,
+                blocked=opts.blocked, max_length_batch_factor=opts.max_length_batch_factor, style=opts.style)
+
+
 def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], *, beam_size: int = 1,
-                 max_length: int = 200, tie_margin: float = 1e-3, min_exact: float = 1.0,
-                 score_tol: tuple[float, float] = (1e-4, 1e-3), length_penalty: str = "none",
-                 alpha: float = 0.0, reference: list[list[tuple[Any, ...]]] | None = None,
+                 max_length: int | None = 200, tie_margin: float = 1e-3, min_exact: float = 1.0,
+                 score_tol: tuple[float, float] = (1e-4, 1e-3), length_penalty: str | None = None,
+                 alpha: float | None = None, reference: list[list[tuple[Any, ...]]] | None = None,
                  return_attention: bool = False, batch_size: int = 64
                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compare the runtime and the reference search on ``sources`` (id lists ending with EOS).
+    """Compare the runtime and the reference search on ``sources`` (id lists as the model sees
+    them, framing included). Options left None are the bundle's defaults, for both searches.
 
     ``reference``: ``reference_search``'s result when already computed (same options).
     Returns (the JSON-able section, the raw outputs: ``{"pytorch": [ids], "backend": [ids],
     "pytorch_attention": [...], "backend_attention": [...]}`` (attention when asked))."""
     srcs = [list(map(int, s)) for s in sources]
-    got = translator.translate_ids(srcs, beam_size=beam_size, max_length=max_length, add_eos=False,
-                                   length_penalty=length_penalty, alpha=alpha, max_batch_size=batch_size,
-                                   return_attention=return_attention)
+    given = dict(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty, alpha=alpha,
+                 n_best=1, return_attention=return_attention)
+    opts = translator.options(**given)
+    got = translator.translate_ids(srcs, frame=False, max_batch_size=batch_size, **given)
     ref = reference if reference is not None else reference_search(
-        model, srcs, beam_size=beam_size, max_length=max_length, length_penalty=length_penalty, alpha=alpha,
-        return_attention=return_attention)
+        model, srcs, return_attention=return_attention, **reference_options(opts))
+    start = opts.start_id
+    length_penalty, alpha = opts.length_penalty, opts.alpha
     vocab = translator.tgt_vocab
     src_vocab = translator.src_vocab
 
@@ -95,7 +108,7 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
             scores_ok = scores_ok and diff <= atol * len(r_ids) + rtol * abs(r_score)
             continue
         t = first_difference(r_ids, g_ids)
-        lps = forced_log_probs(model, srcs[i], g_ids if beam_size > 1 else g_ids[: t + 1])
+        lps = forced_log_probs(model, srcs[i], g_ids if beam_size > 1 else g_ids[: t + 1], start)
         a = r_ids[t] if t < len(r_ids) else None
         b = g_ids[t] if t < len(g_ids) else None
         gap = None
@@ -103,7 +116,7 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
             pt_of_got = float(sum(lps[j, tok] for j, tok in enumerate(g_ids))) / _penalty(
                 length_penalty, alpha, len(g_ids))
             gap = r_score - pt_of_got
-        step_lp = lps[t] if t < len(lps) else forced_log_probs(model, srcs[i], r_ids[: t + 1])[t]
+        step_lp = lps[t] if t < len(lps) else forced_log_probs(model, srcs[i], r_ids[: t + 1], start)[t]
         verdict = classify(step_lp, a, b, tie_margin, gap)
         ties += verdict["near_tie"]
         tok = vocab.tokens
@@ -164,4 +177,4 @@ def quality(pytorch: Sequence[Sequence[str]], backend: Sequence[Sequence[str]],
     return out
 
 
-__all__ = ["classify", "first_difference", "first_mismatch", "free_running", "quality"]
+__all__ = ["classify", "first_difference", "first_mismatch", "free_running", "quality", "reference_options"]

@@ -65,10 +65,13 @@ class _Output:
 
 def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]],
                    trajectories: Sequence[Sequence[int]], tol: Tolerances, batch_size: int = 32,
-                   rel_floor: float | None = REL_FLOOR) -> dict[str, Any]:
+                   rel_floor: float | None = REL_FLOOR, start_id: int = BOS_ID,
+                   blocked: Sequence[int] = ()) -> dict[str, Any]:
     """Teacher-forced parity of ``backend`` against ``model`` (CPU, float32, eval mode) on
     ``sources`` (id lists ending with EOS) fed ``trajectories`` (PyTorch's greedy outputs, one
-    non-empty id list per source). Returns the JSON-able report section (module docstring)."""
+    non-empty id list per source), the first step fed ``start_id`` (the bundle's start token);
+    PyTorch's top-K leaves out the ``blocked`` ids, as the bundle's step graph does.
+    Returns the JSON-able report section (module docstring)."""
     import torch
 
     if len(sources) != len(trajectories) or any(len(t) == 0 for t in trajectories):
@@ -104,7 +107,7 @@ def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]
                                       f"{state_names}", "pass the model the bundle was exported from")
                 for name in state_names:
                     check(f"encoder/{name}", -1, got_state[name], state[name].numpy(), rows, True)
-            tokens = np.full(len(chunk), BOS_ID, dtype=np.int64)
+            tokens = np.full(len(chunk), start_id, dtype=np.int64)
             reorder = np.arange(len(chunk), dtype=np.int64)
             ends = np.array([len(trajectories[i]) for i in chunk])
             for t in range(int(ends.max())):
@@ -112,7 +115,9 @@ def teacher_forced(model: Any, backend: Backend, sources: Sequence[Sequence[int]
                 with torch.no_grad():
                     gathered = {k: v.index_select(0, torch.from_numpy(reorder)) for k, v in state.items()}
                     lp, state, attn = model.decode_step(torch.from_numpy(tokens), static, gathered)
-                    top_lp = torch.topk(lp, min(K, lp.shape[1]), dim=-1).values.numpy()
+                    ranked = lp.clone()
+                    ranked[:, list(blocked)] = float("-inf")
+                    top_lp = torch.topk(ranked, min(K, lp.shape[1]), dim=-1).values.numpy()
                 lp_np = lp.numpy()
                 rows_per_step[t] = rows_per_step.get(t, 0) + len(rows)
                 if has_state:

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...bundle import GREEDY
+from ...bundle import GREEDY, bundle_path
 from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require
 from ...graphio import BundleIO, next_name
 from .base import DEFAULT_SPINNING, SPINNING, StepResult
@@ -79,6 +79,7 @@ class OnnxRuntimeBackend:
         # OrtValues + IO binding on a device (always), numpy + session.run on the CPU (default)
         self.io_binding = device != "cpu" if io_binding is None else bool(io_binding)
         self.topk = io.topk
+        self.topk_blocked = tuple(io.blocked)  # FusedGreedy: what the step's top-K leaves out
         self.vocab_size = int(io.step.output("log_probs").shape[1])
         self.spinning = spinning
         self._threads, self._providers = intra_op_threads, providers  # for the greedy session
@@ -117,13 +118,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT raises several pybind11 types (InvalidProtobuf, Fail, ...)
             raise BundleError(f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX "
                               f"graph: {one_line(exc)})", "re-export the bundle") from None
-        got_in = [i.name for i in sess.get_inputs()]
-        got_out = [o.name for o in sess.get_outputs()]
-        # an input the graph does not read may have been pruned by the exporter: it is skipped
-        if not set(got_in) <= set(spec.input_names) or not set(spec.output_names) <= set(got_out):
-            raise BundleError(f"{path.name} has inputs {got_in} and outputs {got_out}, the manifest "
-                              f"declares {spec.input_names} -> {spec.output_names}",
-                              "re-export the bundle (the graph and manifest.json do not belong together)")
+        check_declared_io(sess, spec, path.name)
         return sess
 
     def _device(self, array: np.ndarray) -> Any:
@@ -217,6 +212,39 @@ class OnnxRuntimeBackend:
         return {n: np.array(self._host(self._state[n]), copy=True) for n in self.state_names}
 
 
+ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)",
+             "int64": "tensor(int64)", "int32": "tensor(int32)", "bool": "tensor(bool)"}
+
+
+def check_declared_io(sess: Any, spec: Any, name: str) -> None:
+    """``BundleError`` unless the graph's inputs and outputs are what ``manifest.json`` declares
+    (``graphio.GraphSpec``): the names (an input the graph does not read may have been pruned by
+    the exporter), the dtypes, and every fixed axis (top-K's K, the vocabulary size V, hidden
+    sizes); a declared dynamic axis must not be fixed in the graph."""
+    fix = "re-export the bundle (the graph and manifest.json do not belong together)"
+    got = {t.name: t for t in (*sess.get_inputs(), *sess.get_outputs())}
+    got_in = [i.name for i in sess.get_inputs()]
+    got_out = [o.name for o in sess.get_outputs()]
+    if not set(got_in) <= set(spec.input_names) or not set(spec.output_names) <= set(got_out):
+        raise BundleError(f"{name} has inputs {got_in} and outputs {got_out}, the manifest "
+                          f"declares {spec.input_names} -> {spec.output_names}", fix)
+    for t in (*spec.inputs, *spec.outputs):
+        g = got.get(t.name)
+        if g is None:
+            continue
+        if g.type != ORT_TYPES.get(t.dtype):
+            raise BundleError(f"{name}: {t.name} is {g.type} in the graph, the manifest declares {t.dtype}", fix)
+        shape = list(g.shape) if g.shape is not None else []
+        if shape and len(shape) != len(t.shape):
+            raise BundleError(f"{name}: {t.name} has rank {len(shape)} in the graph, the manifest declares "
+                              f"{list(t.shape)}", fix)
+        for declared, actual in zip(t.shape, shape):
+            fixed = isinstance(actual, int) and actual > 0
+            if fixed and (isinstance(declared, str) or declared != actual):
+                raise BundleError(f"{name}: {t.name} is {shape} in the graph, the manifest declares "
+                                  f"{list(t.shape)}", fix)
+
+
 def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, Path]:
     """Paths of the encoder and step graphs of ``precision`` (``manifest.graphs``)."""
     graphs = manifest.graphs.get(precision)
@@ -224,11 +252,7 @@ def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, 
         have = ", ".join(sorted(manifest.graphs)) or "none"
         raise ConfigError(f"the bundle has no {precision} graphs (it has: {have})",
                           f"pass one of those precisions, or add {precision} graphs to the bundle")
-    try:
-        return Path(bundle_dir) / graphs["encoder"], Path(bundle_dir) / graphs["decoder_step"]
-    except (KeyError, TypeError):
-        raise BundleError(f"manifest.json lists no encoder/decoder_step for {precision}",
-                          "re-export the bundle") from None
+    return bundle_path(bundle_dir, graphs["encoder"]), bundle_path(bundle_dir, graphs["decoder_step"])
 
 
 def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32",
@@ -237,7 +261,7 @@ def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32"
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
     greedy = manifest.graphs[precision or "fp32"].get(GREEDY)  # optional (older bundles, fp16)
     return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads, spinning=spinning,
-                              greedy_path=None if greedy is None else Path(bundle_dir) / greedy)
+                              greedy_path=None if greedy is None else bundle_path(bundle_dir, greedy))
 
 
 CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
