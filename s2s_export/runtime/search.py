@@ -20,6 +20,9 @@ Semantics (docs/architecture.md; ``s2s_export.verify.reference`` implements them
   normalised score, best first (ties: the order they finished in).
 * Length penalty (on finished hypotheses only): ``none``; ``gnmt`` ((5+len)/6)^alpha;
   ``avg`` len^alpha. Reported score = cumulative log-prob / penalty (greedy too).
+* Target conventions (``SearchOptions``): decoding starts from ``start_id``, ``eos_id`` ends a
+  hypothesis, ``blocked`` ids are never generated (log-prob -inf every step, so the full
+  ``log_probs`` are fetched); format 1: start 1, EOS 2, nothing blocked.
 
 Candidates: the exact walk needs each row's best ``beam + 1`` extensions (one of them may be
 EOS), so the top-K outputs of the step graph suffice when K >= beam + 1 (greedy: K >= 1). The
@@ -129,7 +132,12 @@ class SearchOptions:
     def masks_at(self, t: int) -> bool:
         """Whether a feature blocks tokens at step t (t tokens generated so far)."""
         n = self.no_repeat_ngram_size
-        return t < self.min_length or (n > 0 and t >= n)
+        return bool(self.blocked) or t < self.min_length or (n > 0 and t >= n)
+
+    def format1(self) -> bool:
+        """Whether the target conventions are format 1's (start BOS 1, EOS 2, pad 0, nothing
+        blocked): what the fused greedy graph has built in."""
+        return (self.start_id, self.eos_id, self.pad_id, self.blocked) == (BOS_ID, EOS_ID, PAD_ID, ())
 
     def full_path(self, topk: int) -> bool:
         """Whether every step needs the full log_probs (raise when the search cannot be exact)."""
@@ -147,8 +155,10 @@ def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.n
     """log_probs [R,V] with blocked tokens at -inf (a copy); hist [R,t] generated so far."""
     lp = np.array(log_probs, dtype=np.float32, copy=True)
     R, t = hist.shape
+    if opts.blocked:
+        lp[:, list(opts.blocked)] = -np.inf
     if t < opts.min_length:
-        lp[:, EOS_ID] = -np.inf
+        lp[:, opts.eos_id] = -np.inf
     n = opts.no_repeat_ngram_size
     if n > 0 and t >= n:
         grams = sliding_window_view(hist, n, axis=1)  # [R, t-n+1, n]
@@ -182,7 +192,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     B = len(src_lengths)
     max_len = opts.max_lengths(src_lengths)
     if (isinstance(backend, FusedGreedy) and not always_full and not opts.return_attention
-            and opts.min_length == 0 and opts.no_repeat_ngram_size == 0):
+            and opts.min_length == 0 and opts.no_repeat_ngram_size == 0 and opts.format1()):
         fused = backend.greedy(src, src_lengths, max_len)  # the loop below, in one graph run
         if fused is not None:
             ids, scores, lengths = fused
@@ -190,7 +200,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
                     for b, n in enumerate(lengths.tolist())]
     backend.encode(src, src_lengths)
     rows = np.arange(B)  # sentence of each row
-    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    tokens, reorder = np.full(B, opts.start_id, dtype=np.int64), np.arange(B)
     hist = np.zeros((B, 0), dtype=np.int64)  # [R,t] generated ids
     score = np.zeros(B)
     attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
@@ -208,7 +218,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         hist = np.concatenate([hist, tok[:, None]], axis=1)
         if attn is not None:
             attn = np.concatenate([attn, res.attn[:, None]], axis=1)  # type: ignore[index]
-        done = (tok == EOS_ID) | (t + 1 >= max_len[rows])
+        done = (tok == opts.eos_id) | (t + 1 >= max_len[rows])
         tokens, reorder = tok, np.arange(len(rows))
         if not done.any():
             continue
@@ -226,7 +236,7 @@ def greedy_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     return results
 
 
-def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, W: int
+def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, W: int, pad_id: int = PAD_ID
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank each sentence's extensions, best first: cumulative scores [n, width*C] (C = lp's
     columns), their token ids and source rows (rows of this step's batch); padded with -inf
@@ -240,7 +250,7 @@ def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, 
     if cand.shape[1] < W:
         pad = ((0, 0), (0, W - cand.shape[1]))
         cand = np.pad(cand, pad, constant_values=-np.inf)
-        cand_ids = np.pad(cand_ids, pad, constant_values=PAD_ID)
+        cand_ids = np.pad(cand_ids, pad, constant_values=pad_id)
         cand_rows = np.pad(cand_rows, pad, mode="edge")  # a row of the same sentence
     return cand, cand_ids, cand_rows
 
@@ -253,7 +263,7 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     max_len = opts.max_lengths(src_lengths)
     backend.encode(src, src_lengths)
     sent, width = np.arange(B), 1  # active sentences; rows per active sentence (1 at step 0)
-    tokens, reorder = np.full(B, BOS_ID, dtype=np.int64), np.arange(B)
+    tokens, reorder = np.full(B, opts.start_id, dtype=np.int64), np.arange(B)
     cum = np.zeros(B)  # [R] cumulative log-prob of each row's hypothesis (-inf: empty slot)
     hist = np.zeros((B, 0), dtype=np.int64)  # [R,t]
     attn = np.zeros((B, 0, src.shape[1]), dtype=np.float32) if opts.return_attention else None
@@ -263,8 +273,8 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         full = always_full or opts.masks_at(t)
         res = backend.step(tokens, reorder, full=full, attn=opts.return_attention)
         lp, ids = candidates(res, full, W + 1, hist, opts)  # [R,C] each
-        cand, cand_ids, cand_rows = _rank(cum, lp, ids, len(sent), width, W)  # [n, >=W] each
-        ok, eos = np.isfinite(cand), cand_ids == EOS_ID
+        cand, cand_ids, cand_rows = _rank(cum, lp, ids, len(sent), width, W, opts.pad_id)  # [n, >=W] each
+        ok, eos = np.isfinite(cand), cand_ids == opts.eos_id
         fin = eos & ok & (np.arange(cand.shape[1]) < W)  # EOS ranked within the first W
         alive = ~eos & ok
         alive &= np.cumsum(alive, axis=1) <= W  # the first W non-EOS extensions
@@ -278,7 +288,7 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         for i, j in zip(*np.nonzero(fin)):  # bookkeeping of finished hypotheses (few per step)
             r, s = cand_rows[i, j], sent[i]
             a = None if attn is None else np.concatenate([attn[r], res.attn[r][None]])  # type: ignore[index]
-            finished[s].append(Result(hist[r].tolist() + [EOS_ID], float(cand[i, j]) / opts.penalty(length),
+            finished[s].append(Result(hist[r].tolist() + [opts.eos_id], float(cand[i, j]) / opts.penalty(length),
                                       None if a is None else a[:, :src_lengths[s]]))
         hist = np.concatenate([hist[new_rows], new_ids[:, None]], axis=1)
         if attn is not None:
