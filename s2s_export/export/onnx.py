@@ -12,6 +12,11 @@ After the export the graph is made to match its spec exactly:
 * fixed axes the exporter left unnamed get their value from the spec; a symbolic axis that came
   out fixed ("frozen" to the example's size) is an error.
 
+Before that, a module that returns scratch outputs after the spec's (``EncoderGraph``: the
+unpacked output of every packed RNN, which the TorchScript exporter needs to see consumed) has
+them removed with every node only they needed; an ONNX RNN/GRU/LSTM whose ``Y`` then has no
+reader gets it as an omitted optional output (so a model without attention computes no memory).
+
 Then ``onnx.checker`` (full check) and strict shape inference. One file per graph; weights go to
 an external data file ``<graph>.onnx.data`` only when the graph is over 2 GB.
 """
@@ -75,6 +80,55 @@ def _quiet_native_stderr() -> Iterator[None]:
                 sys.stderr.write(kept)
 
 
+_RNN_OPS = ("RNN", "GRU", "LSTM")
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """Every name the nodes of ``node``'s subgraphs (If/Loop bodies) read, recursively
+    (a superset of the outer-scope values they capture)."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for graph in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            for inner in graph.node:
+                names.update(inner.input)
+                names |= _subgraph_inputs(inner)
+    return names
+
+
+def _drop_scratch_outputs(model: onnx.ModelProto, keep: int) -> None:
+    """Remove the graph outputs after the first ``keep``, then every node and initializer that
+    only they needed; an RNN/GRU/LSTM ``Y`` (optional output 0) nobody reads becomes ``""``."""
+    g = model.graph
+    if len(g.output) <= keep:
+        return
+    del g.output[keep:]
+    needed = {o.name for o in g.output}
+    kept = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+            needed |= _subgraph_inputs(node)
+    kept.reverse()
+    for node in kept:
+        if node.op_type in _RNN_OPS and node.domain in ("", "ai.onnx") and node.output and \
+                node.output[0] and node.output[0] not in needed:
+            node.output[0] = ""
+    del g.node[:]
+    g.node.extend(kept)
+    initializers = [t for t in g.initializer if t.name in needed]
+    dropped = {t.name for t in g.initializer} - {t.name for t in initializers}
+    del g.initializer[:]
+    g.initializer.extend(initializers)
+    inputs = [v for v in g.input if v.name not in dropped]  # initializers listed as inputs (old IR)
+    del g.input[:]
+    g.input.extend(inputs)
+    names = {o for n in kept for o in n.output} | {v.name for v in g.input} | {t.name for t in initializers}
+    infos = [v for v in g.value_info if v.name in names]
+    del g.value_info[:]
+    g.value_info.extend(infos)
+
+
 def _fix_io(model: onnx.ModelProto, spec: GraphSpec) -> None:
     """Declare dropped inputs again, order inputs as the spec, check names/dtypes/axes."""
     g = model.graph
@@ -135,6 +189,8 @@ def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: 
                               output_names=spec.output_names, dynamic_axes=spec.dynamic_axes(),
                               opset_version=opset, dynamo=False, do_constant_folding=True)
         model = onnx.load(str(raw))  # external data too, if the exporter wrote some
+        if getattr(module, "SCRATCH_OUTPUTS", False):
+            _drop_scratch_outputs(model, len(spec.outputs))
         _fix_io(model, spec)
         model.producer_name = "s2s-export"
         model.doc_string = f"s2s-export {spec.name} graph ({EXPORTER})"

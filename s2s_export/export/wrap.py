@@ -1,7 +1,8 @@
 """The two ``nn.Module`` wrappers that flatten the decoding contract into named tensors.
 
 ``EncoderGraph``:  src [B,S] int64, src_lengths [B] int64 -> every static, every state (in the
-order of ``BundleIO``).
+order of ``BundleIO``). While it is traced for export it also returns one scratch output per
+packed RNN call (see ``EncoderGraph``), which ``onnx.export_graph`` removes again.
 
 ``StepGraph``: tokens [B] int64, reorder [B] int64, every static, every state
 -> topk_log_probs [B,K], topk_ids [B,K], log_probs [B,V], next_<state> for every state,
@@ -14,14 +15,27 @@ candidates are K generatable tokens; ``log_probs`` stays the model's own.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 
 class EncoderGraph(nn.Module):
-    """``model.encode`` with flat outputs: static tensors, then state tensors."""
+    """``model.encode`` with flat outputs: static tensors, then state tensors.
+
+    Scratch outputs (only while traced, ``torch.jit.is_tracing()``): the TorchScript exporter
+    cannot export an RNN run on a ``PackedSequence`` whose output sequence nothing reads (an
+    encoder that keeps only its final state, e.g. a model without attention): its ONNX
+    peephole pass (``_jit_pass_onnx_peephole``, torch 2.13) expects a ``PadPacked`` consumer of
+    the RNN's ``Y`` and stops with ``RuntimeError: vector::_M_range_check``. So every packed
+    output of an ``nn.RNNBase`` submodule is unpacked (``pad_packed_sequence``, [B,S',dirs*H])
+    and returned after the static and state tensors; ``export_graph`` drops these outputs
+    and the nodes only they need (``SCRATCH_OUTPUTS`` tells it to). Eager calls return
+    exactly the static and state tensors."""
+
+    SCRATCH_OUTPUTS = True
 
     def __init__(self, model: nn.Module, static_names: Sequence[str], state_names: Sequence[str]) -> None:
         super().__init__()
@@ -30,8 +44,21 @@ class EncoderGraph(nn.Module):
         self.state_names = tuple(state_names)
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, ...]:
-        static, state = getattr(self.model, "encode")(src, src_lengths)
-        return (*(static[n] for n in self.static_names), *(state[n] for n in self.state_names))
+        packed: list[PackedSequence] = []
+        handles = []
+        if torch.jit.is_tracing():
+            def record(module: nn.Module, args: Any, output: Any) -> None:
+                if isinstance(output, tuple) and output and isinstance(output[0], PackedSequence):
+                    packed.append(output[0])
+
+            handles = [m.register_forward_hook(record) for m in self.model.modules() if isinstance(m, nn.RNNBase)]
+        try:
+            static, state = getattr(self.model, "encode")(src, src_lengths)
+        finally:
+            for handle in handles:
+                handle.remove()
+        scratch = tuple(pad_packed_sequence(p, batch_first=True)[0] for p in packed)  # [B,S',dirs*H] each
+        return (*(static[n] for n in self.static_names), *(state[n] for n in self.state_names), *scratch)
 
 
 class StepGraph(nn.Module):

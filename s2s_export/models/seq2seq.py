@@ -93,8 +93,9 @@ class Seq2Seq(nn.Module):
         memory, _ = pad_packed_sequence(out, batch_first=True)  # [B,max_len,M]
         if memory.size(1) < S:  # the caller padded beyond the longest sentence
             memory = F.pad(memory, (0, 0, 0, S - memory.size(1)))
-        # memory stays in static even when no attention reads it: the TorchScript exporter
-        # cannot export a packed RNN whose output sequence is unused
+        # memory stays in static even when no attention reads it (an unused packed RNN output
+        # once broke the TorchScript export; export/wrap.py now handles that): dropping it would
+        # change the IO of the no-attention preset's bundles
         if not self.attn or any(a.uses_memory for a in self.attn):
             static["memory"] = memory
         if cfg.attention in ("local-m", "local-p"):
