@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from s2s_export.export import Bundle, export_model
 from s2s_export.export.spec import make_sources
+from s2s_export.verify.inputs import ZOO
 from s2s_export.export.wrap import EncoderGraph
 from s2s_export.models.seq2seq import gru_cell, lstm_cell
 from s2s_export.runtime import Translator
@@ -117,7 +118,7 @@ def test_plain_torchscript_export_still_fails(tmp_path: Path) -> None:
             static, state = self.model.encode(src, src_lengths)
             return static["src_mask"], state["h"]
 
-    src, lens = make_sources([9, 5, 7], 9, len(SRC_VOCAB), 2, 0)
+    src, lens = make_sources([9, 5, 7], 9, len(SRC_VOCAB), ZOO)
     with pytest.raises(RuntimeError, match="range_check"):
         torch.onnx.export(Bare(), (src, lens), str(tmp_path / "bare.onnx"), dynamo=False)
 
@@ -139,7 +140,7 @@ def test_exports_without_memory_and_passes_parity(exported: dict[str, Any], name
 
 def test_eager_encoder_graph_has_no_scratch_outputs(exported: dict[str, Any]) -> None:
     model, _ = exported["gru-1"]
-    src, lens = make_sources([4, 2], 5, len(SRC_VOCAB), 2, 0)
+    src, lens = make_sources([4, 2], 5, len(SRC_VOCAB), ZOO)
     with torch.no_grad():
         out = EncoderGraph(model, ["src_mask"], ["h"])(src, lens)
     assert [tuple(t.shape) for t in out] == [(2, 5), (2, 1, 12)]
@@ -156,7 +157,7 @@ def test_translates_like_the_torch_module(exported: dict[str, Any], name: str, b
     ids = [[SRC_VOCAB.index(ch) for ch in t] + [2] for t in texts]
     src, lens = pad_sources(ids)
     want = search(TorchBackend(model, len(TGT_VOCAB)), src, lens,
-                  SearchOptions(beam_size=beam, n_best=beam, max_length=12))
+                  SearchOptions(beam_size=beam, n_best=beam, max_length=12, blocked=(0, 1)))  # the bundle's
     assert any(len(hyps[0].ids) > 1 for hyps in got)  # not every output is a bare EOS
     for hyps, ref in zip(got, want):
         assert [h.ids for h in hyps] == [r.ids for r in ref]

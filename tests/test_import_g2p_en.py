@@ -262,39 +262,27 @@ def test_beam_search_keeps_g2p_en_conventions(real: Any, fixture_words: tuple[li
 
 
 @needs_g2p_en
-def test_exported_bundle_reproduces_g2p_en(real: Any, fixture_words: tuple[list[str], list[str]],
-                                          tmp_path: Path) -> None:
-    """The imported module exports (its encoder returns no memory), passes parity, and the
-    runtime's search on the ONNX Runtime bundle with g2p_en's conventions prints all 1,000
-    predictions (measured: 1000/1000 FP32). Until bundle format 2, ``export_model`` wants the
-    side-less format-1 attributes: the subclass adds them (its bos 1 is only the example token
-    of the export; the per-side ids stay g2p_en's), and the search gets the conventions directly."""
+def test_exported_bundle_reproduces_g2p_en(tmp_path: Path) -> None:
+    """The imported module exports (its encoder returns no memory) with g2p_en's own ids and
+    framing, passes parity, and the runtime on the ONNX Runtime bundle prints all 1,000
+    predictions with no option given (measured: 1000/1000 FP32)."""
     pytest.importorskip("onnxruntime")
-    from s2s_export.bundle import load_manifest
     from s2s_export.export import export_model
-    from s2s_export.runtime.translator import load_backend
+    from s2s_export.runtime import Translator
 
-    class Format1Names(imp.G2pEnModel):
-        pad_id, bos_id, eos_id = 0, 1, 2
-
-    model = Format1Names(256, 256)
-    model.load_state_dict(real.model.state_dict())
-    bundle = export_model(model.eval(), tmp_path / "g2p_en", src_vocab=None, tgt_vocab=None)
-    assert bundle.parity["passed"] and [t.name for t in bundle.manifest.io.static] == ["src_mask"]
-    backend = load_backend("onnxruntime", bundle.path, load_manifest(bundle.path), None, 1, "off")
-    index = {g: i for i, g in enumerate(imp.GRAPHEMES)}
-    words, want = fixture_words
-    src, lengths = pad_sources([[index[ch] for ch in w] + [2] for w in words])
-    got = [text(res[0].ids) for res in search(backend, src, lengths, SearchOptions(**G2P_OPTS))]
+    bundle = export_model(imp.package_checkpoint(), tmp_path / "g2p_en")
+    m = bundle.manifest
+    assert bundle.parity["passed"] and [t.name for t in m.io.static] == ["src_mask"]
+    assert m.src_specials.bos is None and m.tgt_specials.eos == 3 and m.search.max_length == 20
+    assert m.tokenizer == "char:word" and m.model_config["format"] == "g2p_en"
+    words = (FIXTURE / "words.txt").read_text().splitlines()
+    want = (FIXTURE / "predictions.txt").read_text().splitlines()
+    got = [hyps[0].text for hyps in Translator.load(bundle.path, intra_op_threads=1).translate(words)]
     assert sum(g == w for g, w in zip(got, want)) == len(words)
 
 
-# ------------------------------------------------------------------ end to end (after format 2)
+# ------------------------------------------------------------------ end to end
 
-FORMAT2 = "needs bundle format 2 (export of per-side ids)"
-
-
-@pytest.mark.skip(reason=FORMAT2)
 @needs_g2p_en
 def test_export_and_translate_print_g2p_en_predictions(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     """``s2s-export PATH/checkpoint20.npz -o OUT`` and ``s2s-export --from g2p_en -o OUT``, then
@@ -311,6 +299,3 @@ def test_export_and_translate_print_g2p_en_predictions(tmp_path: Path, capsys: A
                                  capsys, monkeypatch)
         assert code == 0, err
         assert out.splitlines() == want
-    # the text path lowercases as G2p.__call__ does: "Hello" is spelled like "hello"
-    code, out, _ = run_cli("s2s", ["translate", str(tmp_path / "a"), "Cairnwiouss", "cairnwiouss"], capsys, monkeypatch)
-    assert code == 0 and out.splitlines() == [want[0], want[0]]
