@@ -22,7 +22,8 @@ docs/architecture.md, so that a bug in one cannot hide in both:
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -118,12 +119,31 @@ def _beam(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit
 def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, max_length: int = 200,
                      max_length_ratio: float | None = None, min_length: int = 0, length_penalty: str = "none",
                      alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,
-                     return_attention: bool = False) -> list[list[tuple[Any, ...]]]:
+                     return_attention: bool = False, style: str = "s2s",
+                     max_length_batch_factor: float | None = None,
+                     never_generate: tuple[int, ...] = ()) -> list[list[tuple[Any, ...]]]:
     """Per source: up to ``n_best`` ``(ids, score)`` best first (``(ids, score, attn [T,S])``
     with ``return_attention``). ``beam_size`` 1 is greedy. ``model``: an ``nn.Module``
-    implementing the decoding contract (run in eval mode, its mode restored after)."""
+    implementing the decoding contract (run in eval mode, its mode restored after).
+
+    ``style``: whose search (``runtime.search.STYLES``); ``joeynmt`` runs
+    ``verify.styles.joeynmt.reference_joeynmt`` (``src_ids`` is then one Joey batch, for
+    ``max_length_batch_factor``; ``never_generate``: ids blocked beyond bos and pad; no
+    ``max_length_ratio``, n-gram blocking or attention)."""
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size (got {beam_size}, {n_best})")
+    if style == "joeynmt":
+        if max_length_ratio is not None or no_repeat_ngram_size or return_attention:
+            raise ValueError("the joeynmt reference has no max_length_ratio, n-gram blocking or attention")
+        from .styles.joeynmt import reference_joeynmt
+
+        with _eval(model), torch.no_grad():
+            return reference_joeynmt(model, src_ids, beam_size=beam_size, max_length=max_length,  # type: ignore[return-value]
+                                     min_length=min_length, length_penalty=length_penalty, alpha=alpha,
+                                     n_best=n_best, max_length_batch_factor=max_length_batch_factor,
+                                     never_generate=tuple(never_generate))
+    if style != "s2s":
+        raise ValueError(f"no reference search for style {style!r}")
 
     def penalty(length: int) -> float:
         return _penalty(length_penalty, alpha, length)
@@ -148,6 +168,17 @@ def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, m
     finally:
         model.train(was_training)
     return out
+
+
+@contextmanager
+def _eval(model: Any) -> Iterator[None]:
+    """``model`` in eval mode inside the block, its mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def forced_log_probs(model: Any, src_ids: list[int], out_ids: list[int]) -> Any:
