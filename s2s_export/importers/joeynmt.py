@@ -83,9 +83,7 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def _specials_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-    sym = data.get("special_symbols") or {}
-    return sym if isinstance(sym, dict) else {}
+    return _section(_section(cfg, "data"), "special_symbols")
 
 
 def read_vocab(file: Path, cfg: dict[str, Any]) -> tuple[list[str], Specials, list[int]]:
@@ -127,7 +125,8 @@ def read_checkpoint(ckpt: Path) -> dict[str, Any]:
         raise CheckpointError(f"{ckpt} is a link to {ckpt.readlink()}, which does not exist",
                               "pass one of the directory's <step>.ckpt files")
     if not ckpt.is_file():
-        raise CheckpointError(f"{ckpt} does not exist", "pass a model directory with best.ckpt, or one of its .ckpt files")
+        raise CheckpointError(f"{ckpt} does not exist",
+                              "pass a model directory with best.ckpt, or one of its .ckpt files")
     try:
         data = torch.load(ckpt, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -147,15 +146,16 @@ def read_checkpoint(ckpt: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- architecture
-def _side(model_cfg: dict[str, Any], side: str) -> dict[str, Any]:
-    d = model_cfg.get(side)
+def _section(cfg: Any, key: str) -> dict[str, Any]:
+    """``cfg[key]`` when it is a dict, else {} (a config with the section left out)."""
+    d = cfg.get(key) if isinstance(cfg, dict) else None
     return d if isinstance(d, dict) else {}
 
 
 def unsupported(cfg: dict[str, Any]) -> list[Problem]:
     """What the module cannot reproduce, by name (empty: supported)."""
     m = cfg["model"]
-    enc, dec = _side(m, "encoder"), _side(m, "decoder")
+    enc, dec = _section(m, "encoder"), _section(m, "decoder")
     out: list[Problem] = []
     fix = "only Joey NMT's recurrent (GRU/LSTM) models can be exported"
     if enc.get("type", "recurrent") == "transformer":
@@ -183,9 +183,9 @@ def architecture(cfg: dict[str, Any], src_size: int, tgt_size: int) -> Any:
     from ..models.joeynmt import JoeyArch
 
     m = cfg["model"]
-    enc, dec = _side(m, "encoder"), _side(m, "decoder")
-    src_e = _side(enc, "embeddings")
-    tgt_e = src_e if m.get("tied_embeddings", False) else _side(dec, "embeddings")
+    enc, dec = _section(m, "encoder"), _section(m, "decoder")
+    src_e = _section(enc, "embeddings")
+    tgt_e = src_e if m.get("tied_embeddings", False) else _section(dec, "embeddings")
     try:
         return JoeyArch(
             src_vocab_size=src_size, tgt_vocab_size=tgt_size,
@@ -208,9 +208,10 @@ def check_vocab_rows(state: dict[str, Any], src_size: int, tgt_size: int) -> lis
     and output-layer rows."""
     out = []
     fix = "use the src_vocab.txt and trg_vocab.txt written with this checkpoint"
-    for key, size, name in (("src_embed.lut.weight", src_size, SRC_VOCAB), ("trg_embed.lut.weight", tgt_size, TGT_VOCAB),
+    for key, size, name in (("src_embed.lut.weight", src_size, SRC_VOCAB),
+                            ("trg_embed.lut.weight", tgt_size, TGT_VOCAB),
                             ("decoder.output_layer.weight", tgt_size, TGT_VOCAB)):
-        t = state.get(key)
+        t: Any = state.get(key)
         rows = int(t.shape[0]) if hasattr(t, "shape") and len(t.shape) == 2 else None
         if rows is not None and rows != size:
             out.append(Problem(f"{name} has {size} tokens but the checkpoint's {key} has {rows} rows", fix))
@@ -220,7 +221,7 @@ def check_vocab_rows(state: dict[str, Any], src_size: int, tgt_size: int) -> lis
 # ---------------------------------------------------------------------- conventions
 def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warnings: list[str]) -> SearchDefaults:
     """Joey's ``testing`` section (config.py ``parse_test_args`` defaults) as ``SearchDefaults``."""
-    t = cfg.get("testing") if isinstance(cfg.get("testing"), dict) else {}
+    t = _section(cfg, "testing")
     alpha = float(t.get("alpha", t.get("beam_alpha", -1)))
     max_len = int(t.get("max_output_length", -1))
     if max_len == 0:
@@ -228,8 +229,9 @@ def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warn
                               "set it to a positive length, or remove it (1.5 x the longest source)")
     never = [tgt.bos, tgt.pad] + blocked + ([] if t.get("generate_unk", True) else [tgt.unk])
     if t.get("min_output_length", 1) != 1:
-        warnings.append(f"config.yaml testing.min_output_length {t['min_output_length']} is ignored, as Joey NMT 2.3 "
-                        "ignores it (prediction.py does not pass it to the search): EOS is blocked at the first step only")
+        warnings.append(f"config.yaml testing.min_output_length {t['min_output_length']} is ignored, as Joey NMT "
+                        "2.3 ignores it (prediction.py does not pass it to the search): EOS is blocked at the first "
+                        "step only")
     for key, active in (("no_repeat_ngram_size", 0), ("repetition_penalty", 1)):  # search.py: on above these
         if isinstance(t.get(key), (int, float)) and t[key] > active:
             warnings.append(f"config.yaml testing.{key} {t[key]} is not reproduced: outputs may differ from Joey NMT's")
@@ -249,10 +251,10 @@ def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warn
 def tokenizer_of(cfg: dict[str, Any], warnings: list[str]) -> tuple[str, dict[str, Any]]:
     """The bundle tokenizer of the config's ``data.src/trg.level`` and what Joey's own
     tokenizer does beyond it (stored in the model config for the text pipeline)."""
-    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    data = _section(cfg, "data")
     kinds, info = [], {}
     for side in ("src", "trg"):
-        d = data.get(side) if isinstance(data.get(side), dict) else {}
+        d = _section(data, side)
         level = str(d.get("level", "word"))
         info[side] = {k: d[k] for k in ("level", "lowercase", "normalize", "tokenizer_type", "tokenizer_cfg")
                       if k in d}
@@ -262,7 +264,8 @@ def tokenizer_of(cfg: dict[str, Any], warnings: list[str]) -> tuple[str, dict[st
         if level == "bpe":
             warnings.append(f"data.{side} uses {d.get('tokenizer_type', 'subword-nmt')} pieces (level bpe): the "
                             "bundle treats pieces as space-separated words (no subword tokenizer yet)")
-        if d.get("lowercase") or d.get("normalize") or _side(d, "tokenizer_cfg").get("pretokenizer", "none") != "none":
+        pretokenizer = _section(d, "tokenizer_cfg").get("pretokenizer", "none")
+        if d.get("lowercase") or d.get("normalize") or pretokenizer != "none":
             warnings.append(f"data.{side} lowercases, normalises or pre-tokenizes in Joey NMT: the bundle does not")
     tok = kinds[0] if kinds[0] == kinds[1] else f"{kinds[0]}:{kinds[1]}"
     return tok, info
@@ -309,21 +312,23 @@ def describe(path: Path) -> dict[str, Any]:
     model_dir, ckpt = _paths(Path(path))
     cfg = read_config(model_dir)
     m = cfg["model"]
-    enc, dec = _side(m, "encoder"), _side(m, "decoder")
+    enc, dec = _section(m, "encoder"), _section(m, "decoder")
     arch = (f"{enc.get('type', 'recurrent')} {enc.get('rnn_type', 'gru')} encoder "
             f"({enc.get('num_layers', 1)} layers, {enc.get('hidden_size')} units, "
             f"{'bidirectional' if enc.get('bidirectional', True) else 'unidirectional'}), "
-            f"{dec.get('type', 'transformer')} {dec.get('rnn_type', 'gru')} decoder ({dec.get('num_layers', 1)} layers, "
+            f"{dec.get('type', 'transformer')} {dec.get('rnn_type', 'gru')} decoder "
+            f"({dec.get('num_layers', 1)} layers, "
             f"{dec.get('hidden_size')} units, {dec.get('attention', 'bahdanau')} attention, input feeding "
             f"{'on' if dec.get('input_feeding', True) else 'off'}, init_hidden {dec.get('init_hidden', 'bridge')})")
-    sizes = {}
+    sizes: dict[str, int | str] = {}
     for name in (SRC_VOCAB, TGT_VOCAB):
         try:
             sizes[name] = len(read_vocab(model_dir / name, cfg)[0])
         except CheckpointError as exc:
             sizes[name] = str(exc)
     return {"format": FORMAT, "architecture": arch, "checkpoint": str(ckpt), "vocab_sizes": sizes,
-            "tied_embeddings": bool(m.get("tied_embeddings", False)), "tied_softmax": bool(m.get("tied_softmax", False)),
+            "tied_embeddings": bool(m.get("tied_embeddings", False)),
+            "tied_softmax": bool(m.get("tied_softmax", False)),
             "testing": cfg.get("testing", {}), "unsupported": [str(p) for p in unsupported(cfg)]}
 
 

@@ -138,10 +138,11 @@ def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, m
         from .styles.joeynmt import reference_joeynmt
 
         with _eval(model), torch.no_grad():
-            return reference_joeynmt(model, src_ids, beam_size=beam_size, max_length=max_length,  # type: ignore[return-value]
-                                     min_length=min_length, length_penalty=length_penalty, alpha=alpha,
-                                     n_best=n_best, max_length_batch_factor=max_length_batch_factor,
-                                     never_generate=tuple(never_generate))
+            found = reference_joeynmt(model, src_ids, beam_size=beam_size, max_length=max_length,
+                                      min_length=min_length, length_penalty=length_penalty, alpha=alpha,
+                                      n_best=n_best, max_length_batch_factor=max_length_batch_factor,
+                                      never_generate=tuple(never_generate))
+        return [[tuple(h) for h in hyps] for hyps in found]
     if style != "s2s":
         raise ValueError(f"no reference search for style {style!r}")
 
