@@ -289,6 +289,22 @@ def test_joeynmt_style_gives_joeys_beam_and_nbest_outputs(variant: str) -> None:
     assert (same, total) == (200, 200) and err < TOL, (same, err)
 
 
+def test_unset_max_output_length_follows_joeys_batch_rule() -> None:
+    """gru_nomax leaves max_output_length unset: Joey cut an output at int(1.5 x the longest
+    source of its batch); the same sentence decoded alone is cut at its own limit."""
+    v, size = "gru_nomax", info("gru_nomax")["testing"]["batch_size"]
+    src, joey_toks = sources(v), literal_lines(v, "greedy.tokens")
+    cut = [k for k, t in enumerate(joey_toks) if t[-1] != "</s>"]
+    assert cut
+    for k in cut:
+        batch = src[k - k % size:k - k % size + size]
+        assert len(joey_toks[k]) == int(1.5 * max(map(len, batch))) > int(1.5 * len(src[k]))
+        m = imported(v)
+        alone = joeynmt_search(TorchBackend(m.model, len(m.tgt_vocab)), np.array([src[k]]), np.array([len(src[k])]),
+                               options(v, 1, 1))[0][0]
+        assert len(alone.ids) == int(1.5 * len(src[k])) and tokens(v, alone.ids) == joey_toks[k][:len(alone.ids)]
+
+
 def test_beam_and_greedy_differ_somewhere() -> None:
     """The fixtures exercise beam search: its 1-best differs from greedy on some inputs."""
     differ = {v: sum(a != b for a, b in zip(literal_lines(v, "greedy.tokens"), literal_lines(v, "beam5.tokens")))
