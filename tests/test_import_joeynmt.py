@@ -130,6 +130,8 @@ def test_import_reads_sizes_ids_framing_and_defaults(variant: str) -> None:
     assert [w.split(" ")[0] for w in m.warnings] == {"spm_lstm": ["data.src", "data.trg"],
                                                      "gru_tied": ["config.yaml"]}.get(variant, [])
     assert not m.model.training and all(p.dtype == torch.float32 for p in m.model.parameters())
+    assert m.model_config["batch"] == {"batch_size": 16, "batch_type": "sentence"}
+    assert m.model_config["checkpoint"] == info(variant)["checkpoint"]
 
 
 def test_import_reads_a_ckpt_file_and_the_tied_weights() -> None:

@@ -300,8 +300,13 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
     warnings: list[str] = []
     search = search_defaults(cfg, tgt_sp, blocked, warnings)
     tokenizer, tok_info = tokenizer_of(cfg, warnings)
+    testing = _section(cfg, "testing")
     model_config = {"format": FORMAT, "joeynmt_version": str(cfg.get("joeynmt_version", "")),
-                    "checkpoint": ckpt.resolve().name, "architecture": model.config, "tokenizers": tok_info}
+                    "checkpoint": ckpt.resolve().name, "architecture": model.config, "tokenizers": tok_info,
+                    # Joey decodes consecutive lines in batches of this size; with max_output_length
+                    # unset the length limit depends on the batch (max_length_batch_factor)
+                    "batch": {"batch_size": testing.get("batch_size", 64),
+                              "batch_type": testing.get("batch_type", "sentence")}}
     return ImportedModel(model=model.eval(), src_vocab=src_tokens, tgt_vocab=tgt_tokens, tokenizer=tokenizer,
                          framing=Framing(prepend_bos=False, append_eos=True, decoder_start=tgt_sp.bos),
                          search=search, model_config=model_config, format=FORMAT, warnings=warnings)
