@@ -100,7 +100,10 @@ class SearchDefaults(_Frozen):
     rule when its config leaves ``max_output_length`` unset: every sentence of a batch may have
     ``int(factor * longest source length in the batch)`` tokens (the source length counts the
     framing; Joey: 1.5). ``never_generate``: target ids the search never emits (beyond pad and
-    bos, which no style emits)."""
+    bos, which no style emits). ``batch_size``/``batch_type``: with the batch length rule, the
+    inputs are grouped as the tool groups them (consecutive inputs, ``batch_size`` sentences, or
+    Joey's token batches: a batch closes when its longest source times its size reaches
+    ``batch_size``), so that every sentence gets the limit the tool gives it."""
 
     style: Style = "s2s"
     beam_size: int = Field(default=1, ge=1, le=1024)
@@ -113,6 +116,10 @@ class SearchDefaults(_Frozen):
     max_length_batch_factor: Optional[float] = Field(default=None, gt=0)
     never_generate: tuple[int, ...] = ()
     no_repeat_ngram_size: int = Field(default=0, ge=0)
+    # how the tool groups consecutive inputs into batches, where its length rule depends on the
+    # batch (max_length_batch_factor): None = the runtime's own batching (sorted by length)
+    batch_size: Optional[int] = Field(default=None, ge=1, le=1 << 20)
+    batch_type: Literal["sentence", "token"] = "sentence"
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchDefaults":

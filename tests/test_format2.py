@@ -242,3 +242,25 @@ def test_newer_format_is_refused_naming_both_versions(tmp_path: Path) -> None:
     (bundle / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(BundleError, match=r"format version 3 is newer than this s2s-export reads \(2\)"):
         load_manifest(bundle)
+
+
+def test_batch_rule_groups_inputs_as_the_tool_does() -> None:
+    """With a length rule that depends on the batch, inputs are grouped as Joey NMT groups them:
+    consecutive sentences, or token batches that close when longest x size reaches the budget
+    (joeynmt/datasets.py TokenBatchSampler); otherwise sorted by length."""
+    from types import SimpleNamespace
+
+    from s2s_export.runtime.search import SearchOptions
+
+    sources = [[5] * n for n in (3, 1, 4, 2, 6, 2, 2)]
+    rule = SearchOptions(max_length_batch_factor=1.5)
+
+    def groups(batch_size: int | None, batch_type: str, opts: SearchOptions) -> list[list[int]]:
+        fake = SimpleNamespace(manifest=SimpleNamespace(search=SearchDefaults(
+            batch_size=batch_size, batch_type=batch_type)))  # type: ignore[arg-type]
+        return Translator._batches(fake, sources, 3, opts)  # type: ignore[arg-type]
+
+    assert groups(3, "sentence", rule) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert groups(8, "token", rule) == [[0, 1, 2], [3, 4], [5, 6]]  # 4*3 >= 8, 6*2 >= 8, the rest
+    assert groups(None, "sentence", rule) == [[1, 3, 5], [6, 0, 2], [4]]  # no tool batching: sorted
+    assert groups(3, "sentence", SearchOptions()) == [[1, 3, 5], [6, 0, 2], [4]]  # no batch rule

@@ -394,8 +394,7 @@ def test_outputs_detokenize_to_joeys_text(variant: str) -> None:
 
 
 # ---------------------------------------------------------------------- end to end (format 2)
-@pytest.mark.skip(reason="needs bundle format 2 (export of per-side ids)")
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ["gru_nomax", "lstm_luong"])  # the batch length rule; LSTM, 2 layers, bridge
 def test_exported_bundle_translates_as_joey(tmp_path: Path, variant: str) -> None:
     """What the lead's merge enables: export the Joey directory, translate Joey's test ids in
     Joey's batches with the bundle's defaults (options left out = the bundle's SearchDefaults),
@@ -407,14 +406,24 @@ def test_exported_bundle_translates_as_joey(tmp_path: Path, variant: str) -> Non
     assert bundle is not None
     t = Translator.load(tmp_path / "bundle", backend="onnxruntime")
     size = info(variant)["testing"]["batch_size"]
+    assert t.manifest.search.batch_size == size  # the bundle batches as Joey (its length limit can depend on it)
     ids = [s[:-1] for s in sources(variant)]  # translate_ids appends the source EOS itself
     for name, beam, n_best in (("greedy", 1, 1), ("beam5", 5, 1), ("nbest5", 5, 5)):
-        hyps = []
-        for k in range(0, len(ids), size):  # Joey's batches: its length limit can depend on them
-            hyps += t.translate_ids(ids[k:k + size], beam_size=beam, n_best=n_best, max_batch_size=size)
+        hyps = t.translate_ids(ids, beam_size=beam, n_best=n_best)
         results = [[Result(list(h.ids), h.score) for h in r] for r in hyps]
         same, total, err = _agreement(variant, results, name, n_best)
         assert same == total and err < TOL, (name, same, total, err)
+
+
+@pytest.mark.skip(reason="Joey's char level writes a space as the token '▁': needs the text issue's tokenizers")
+@pytest.mark.parametrize("variant", ["gru_nomax", "lstm_luong"])
+def test_exported_bundle_prints_joeys_text(tmp_path: Path, variant: str) -> None:
+    from s2s_export import export_model
+    from s2s_export.runtime import Translator
+
+    export_model(FIXTURES / variant, tmp_path / "bundle")
+    t = Translator.load(tmp_path / "bundle", backend="onnxruntime")
+    size = info(variant)["testing"]["batch_size"]
     if variant != "spm_lstm":  # text in, text out (char level: a space is Joey's SPACE token)
         lines = (FIXTURES / variant / "test.src").read_text(encoding="utf-8").splitlines()
         text = [h[0].text for k in range(0, len(lines), size) for h in t.translate(lines[k:k + size],

@@ -242,7 +242,9 @@ def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warn
             min_length=1,  # Joey 2.3's predict() never passes min_output_length on: search's default 1
             max_length=max_len if max_len > 0 else SearchDefaults().max_length,
             max_length_batch_factor=None if max_len > 0 else 1.5,
-            never_generate=tuple(sorted({i for i in never if i is not None})))
+            never_generate=tuple(sorted({i for i in never if i is not None})),
+            batch_size=int(t.get("batch_size", 64)),  # Joey's test batches: its length rule depends on them
+            batch_type="token" if t.get("batch_type") == "token" else "sentence")
     except ValueError as exc:
         raise CheckpointError(f"config.yaml has an invalid testing section ({one_line(exc, 160)})",
                               "fix beam_size/n_best/min_output_length there") from None

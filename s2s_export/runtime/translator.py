@@ -213,10 +213,8 @@ class Translator:
         batch = int(max_batch_size)
         if self.backend.max_rows:  # engines with a fixed maximum batch (rows = sentences x beam)
             batch = max(1, min(batch, self.backend.max_rows // opts.beam_size))
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[list[Hypothesis]] = [[] for _ in sources]
-        for start in range(0, len(order), batch):
-            chunk = order[start:start + batch]
+        for chunk in self._batches(sources, batch, opts):
             src, lengths = pad_sources([sources[i] for i in chunk], self.src_pad_id)
             with self._lock:  # the backend holds this batch's state until the search returns
                 results = search(self.backend, src, lengths, opts)
@@ -227,6 +225,26 @@ class Translator:
         return out
 
     # ------------------------------------------------------------------ helpers
+    def _batches(self, sources: list[list[int]], batch: int, opts: SearchOptions) -> list[list[int]]:
+        """Input indices per batch: sorted by length into ``batch`` sentences (little padding),
+        or, when the length limit depends on the batch (``max_length_batch_factor``) and the
+        bundle says how its tool batches (``search.batch_size``), consecutive inputs grouped as
+        the tool groups them, so every sentence gets the tool's limit."""
+        d = self.manifest.search
+        if opts.max_length_batch_factor is None or d.batch_size is None:
+            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+            return [order[k:k + batch] for k in range(0, len(order), batch)]
+        if d.batch_type == "sentence":
+            return [list(range(k, min(k + d.batch_size, len(sources)))) for k in range(0, len(sources), d.batch_size)]
+        groups, group, longest = [], [], 0  # Joey NMT's TokenBatchSampler (joeynmt/datasets.py)
+        for i, s in enumerate(sources):
+            group.append(i)
+            longest = max(longest, len(s))  # Joey: source tokens + 1 = the EOS-framed length
+            if longest * len(group) >= d.batch_size:
+                groups.append(group)
+                group, longest = [], 0
+        return groups + ([group] if group else [])
+
     def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0) -> list[list[int]]:
         """Checked source id lists (framed when ``frame``); errors name input ``first + i``."""
         if (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)
