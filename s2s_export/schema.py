@@ -203,7 +203,7 @@ class ManifestDoc(_Doc):
         if "fp32" not in self.graphs:
             problems.append("graphs has no fp32 entry")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # one error line each (``problems`` splits them)
         return self
 
 
@@ -249,11 +249,11 @@ def problems(exc: ValidationError, document: str, fix: str) -> list[Problem]:
     out = []
     errors = exc.errors(include_url=False)
     for err in errors[:MAX_ERRORS]:
-        where = ".".join(str(part) for part in err["loc"]) or "(document)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        where = "".join(f"{part}: " for part in [".".join(str(p) for p in err["loc"])] if part)
         got = err.get("input")
         shown = "" if err["type"] in ("missing", "value_error") or isinstance(got, (dict, list)) else f" (got {got!r:.60})"
-        out.append(Problem(f"{document}: {where}: {msg}{shown}", fix))
+        for msg in str(err["msg"]).removeprefix("Value error, ").split("\n"):
+            out.append(Problem(f"{document}: {where}{msg}{shown}", fix))
     if len(errors) > MAX_ERRORS:
         out.append(Problem(f"{document}: {len(errors) - MAX_ERRORS} more problems", fix))
     return out

@@ -185,9 +185,9 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
     for kwargs in ({"opset": 12}, {"opset": 99}, {"topk": 0}, {"max_batch": 0}, {"tokenizer": "bpe"}):
         with pytest.raises(UsageError):
             export_model(model, tmp_path / "b", verify=False, **kwargs)  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="target vocabulary has 5 tokens"):
+    with pytest.raises(BadInputError, match="target vocabulary has 5 tokens"):
         export_model(model, tmp_path / "b", verify=False, tgt_vocab=["<pad>", "<s>", "</s>", "<unk>", "x"])
-    with pytest.raises(UsageError, match="source vocabulary has 4 tokens but the model's embedding has"):
+    with pytest.raises(BadInputError, match="source vocabulary has 4 tokens but the model.s embedding has"):
         export_model(model, tmp_path / "b", verify=False, src_vocab=["a", "b", "c", "d"])
     assert not (tmp_path / "b").exists()
 

@@ -350,3 +350,55 @@ def test_bad_options(kw: dict, pattern: str) -> None:
 
 def test_fake_backend_is_a_backend() -> None:
     assert isinstance(FakeBackend(table_fn(6), 6, 2), Backend)
+
+
+# ---------------------------------------------------------------- nothing selectable
+def batch2(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(s) for s in seqs])
+    src = np.full((len(seqs), lengths.max()), PAD_ID, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        src[i, : len(s)] = s
+    return src, lengths
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_when_nothing_is_selectable_eos_is_forced(beam: int) -> None:
+    """A vocabulary of 6 (pad, bos, eos, unk + 2 tokens), pad and bos never generated, EOS blocked
+    until token 4 and every repeat blocked (n-gram size 1): after unk and the two tokens nothing
+    is selectable, so the hypothesis ends with a forced EOS scored -inf, never a pad or bos id."""
+    V = 6
+    opts = SearchOptions(beam_size=beam, n_best=beam, min_length=4, no_repeat_ngram_size=1, max_length=10,
+                         blocked=(PAD_ID, BOS_ID))
+    results = search(FakeBackend(table_fn(V), V, V), *batch2([[4, 5, EOS_ID]]), opts)[0]
+    assert results, "a hypothesis always comes back"
+    for r in results:
+        assert r.ids[-1] == EOS_ID and r.score == -math.inf
+        assert sorted(r.ids[:-1]) == [3, 4, 5]  # each generatable token once, then the forced EOS
+
+
+def test_pad_and_bos_are_never_generated_even_when_likeliest() -> None:
+    def fn(src: tuple, prefix: tuple) -> np.ndarray:
+        logits = np.zeros(8, dtype=np.float32)
+        logits[PAD_ID], logits[BOS_ID], logits[5], logits[EOS_ID] = 9.0, 8.0, 3.0, 1.0 + len(prefix)
+        return log_softmax(logits)
+
+    for beam in (1, 3):
+        opts = SearchOptions(beam_size=beam, n_best=beam, max_length=6, blocked=(PAD_ID, BOS_ID))
+        for r in search(FakeBackend(fn, 8, 8), *batch2([[4, EOS_ID]]), opts)[0]:
+            assert not {PAD_ID, BOS_ID} & set(r.ids) and np.isfinite(r.score)
+
+
+@pytest.mark.parametrize("kw,pattern", [
+    ({"beam_size": 2.5}, "beam_size must be an integer"),
+    ({"beam_size": True}, "beam_size must be an integer"),
+    ({"max_length": "10"}, "max_length must be an integer"),
+    ({"alpha": 1e308}, "alpha must be at most 10"),
+    ({"alpha": "0.6"}, "alpha must be a number"),
+    ({"max_length_ratio": math.inf}, "max_length_ratio must be finite"),
+    ({"beam_size": 10 ** 9}, "beam_size must be at most 1,024"),
+    ({"return_attention": 1}, "return_attention must be True or False"),
+    ({"style": "fairseq"}, "search style 'fairseq' is unknown"),
+])
+def test_option_types_and_ranges(kw: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        SearchOptions(**kw).validate()

@@ -179,16 +179,16 @@ def _vocabularies(src: ImportedModel, src_vocab: list[str] | None, tgt_vocab: li
     for side, own, given, size in (("source", src.src_vocab, src_vocab, src_size),
                                    ("target", src.tgt_vocab, tgt_vocab, tgt_size)):
         if own and given is not None and list(given) != list(own):
-            raise UsageError(f"the given {side} vocabulary differs from the one in the checkpoint "
+            raise BadInputError(f"the given {side} vocabulary differs from the one in the checkpoint "
                              f"({len(given)} vs {len(own)} tokens"
                              + (", same tokens in another order" if sorted(given) == sorted(own) else "") + ")",
                              f"leave the {side} vocabulary out: the checkpoint's is the one the model was "
                              "trained with")
         tokens = list(own) if own else given
         if tokens is not None and size is not None and len(tokens) != size:
-            raise UsageError(f"the {side} vocabulary has {len(tokens)} tokens but the model's "
-                             f"{'embedding' if side == 'source' else 'output layer'} has {size} rows",
-                             "pass the vocabulary the model was trained with")
+            raise BadInputError(f"the {side} vocabulary has {len(tokens)} tokens but the model's "
+                                f"{'embedding' if side == 'source' else 'output layer'} has {size} rows",
+                                "pass the vocabulary the model was trained with")
         fixed.append(tokens)
     placeholders = [side for side, tokens in zip(("source", "target"), fixed) if tokens is None]
     if placeholders:
@@ -207,8 +207,8 @@ def _vocabularies(src: ImportedModel, src_vocab: list[str] | None, tgt_vocab: li
         raise UsageError(exc.problems) from None
     problems = (vocab_problems(srcs, conv.src, kinds[0], "source") + vocab_problems(tgts, conv.tgt, kinds[1], "target"))
     if problems:
-        raise UsageError([Problem(p, "fix the vocabulary: every token a distinct non-empty string the "
-                                     f"tokenizer ({tokenizer}) can produce and print") for p in problems])
+        raise BadInputError([Problem(p, "fix the vocabulary: every token a distinct non-empty string the "
+                                        f"tokenizer ({tokenizer}) can produce and print") for p in problems])
     return srcs, tgts, tokenizer
 
 
@@ -270,8 +270,8 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     declared = _vocab_size(model, "src")
     src_size = len(imported.src_vocab or given_src or []) or declared
     if declared is not None and src_size != declared:
-        raise UsageError(f"the source vocabulary has {src_size} tokens but the model's embedding has "
-                         f"{declared} rows", "pass the vocabulary the model was trained with")
+        raise BadInputError(f"the source vocabulary has {src_size} tokens but the model's embedding has "
+                            f"{declared} rows", "pass the vocabulary the model was trained with")
     if src_size is None:
         raise UsageError("cannot tell the model's source vocabulary size",
                          "pass src_vocab=[...] or give the model a src_vocab_size attribute")
