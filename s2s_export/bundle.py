@@ -125,7 +125,7 @@ class Manifest:
             tokenizer=doc.tokenizer, io=BundleIO.from_dict(doc.io.model_dump()), opset=doc.opset,
             max_batch=doc.max_batch, max_src_len=doc.max_src_len, src_specials=doc.specials.src.specials(),
             tgt_specials=doc.specials.tgt.specials(), framing=doc.framing, search=doc.search,
-            graphs={p: dict(g) for p, g in doc.graphs.items()}, files=dict(doc.files),
+            graphs={p: {str(k): v for k, v in g.items()} for p, g in doc.graphs.items()}, files=dict(doc.files),
             versions=dict(doc.versions), parity=dict(doc.parity),
             engines=[e.model_dump() for e in doc.engines], trt_compat=list(doc.trt_compat),
             format_version=version)

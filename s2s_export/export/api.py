@@ -100,7 +100,7 @@ def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bo
             obj = read_file(path, trust_pickle=True) if path.is_file() else None
             if isinstance(obj, nn.Module):
                 return _resolve(obj, trust_pickle, None)
-        return load_model(model_or_path, source_format, trust_pickle=trust_pickle)
+        return load_model(Path(model_or_path), source_format, trust_pickle=trust_pickle)
     if not isinstance(model_or_path, nn.Module):
         raise UsageError(f"cannot export a {type(model_or_path).__name__}",
                          "pass a checkpoint path or an nn.Module implementing the decoding contract")

@@ -195,8 +195,9 @@ class Translator:
             given["style"] = given.pop("search_style")
         fields.update(given)
         tgt = self.manifest.tgt_specials
-        opts = SearchOptions(**fields, start_id=self.manifest.start_id, eos_id=int(tgt.eos),  # type: ignore[arg-type]
-                             pad_id=tgt.pad if tgt.pad is not None else int(tgt.eos), unk_id=tgt.unk,
+        assert tgt.eos is not None  # the manifest schema requires a target eos
+        opts = SearchOptions(**fields, start_id=self.manifest.start_id, eos_id=tgt.eos,
+                             pad_id=tgt.pad if tgt.pad is not None else tgt.eos, unk_id=tgt.unk,
                              blocked=tuple(self.manifest.io.blocked)).validate()
         opts.full_path(self.backend.topk)  # beam_size > K: fail before any work
         return opts

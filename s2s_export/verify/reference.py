@@ -65,9 +65,9 @@ def _rows(tensors: dict[str, Tensor], index: list[int]) -> dict[str, Tensor]:
 
 
 def _greedy(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit: int,
-            min_length: int, ngram: int, penalty: Any, ids: tuple[int, int, tuple[int, ...]]
+            min_length: int, ngram: int, penalty: Any, special: tuple[int, int, tuple[int, ...]]
             ) -> list[tuple[Any, ...]]:
-    start, eos, blocked = ids
+    start, eos, blocked = special
     generated: list[int] = []
     attention: list[Tensor] = []
     total = 0.0
@@ -87,9 +87,9 @@ def _greedy(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], lim
 
 
 def _beam(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit: int, beam: int,
-          min_length: int, ngram: int, penalty: Any, n_best: int, ids: tuple[int, int, tuple[int, ...]]
+          min_length: int, ngram: int, penalty: Any, n_best: int, special: tuple[int, int, tuple[int, ...]]
           ) -> list[tuple[Any, ...]]:
-    bos, eos, blocked = ids
+    bos, eos, blocked = special
     # alive: (generated ids, cumulative log-prob, row in `state`, attention rows)
     alive: list[tuple[list[int], float, int, list[Tensor]]] = [([], 0.0, 0, [])]
     finished: list[tuple[list[int], float, Tensor]] = []
