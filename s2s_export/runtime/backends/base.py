@@ -79,7 +79,10 @@ class StateAccess(Protocol):
 class FusedGreedy(Protocol):
     """The optional fast path of greedy search: the whole decode in one graph run (no Python per
     step). The search uses it for plain greedy requests (no min_length, n-gram blocking,
-    attention or full distribution) and runs its own loop when it returns None."""
+    attention or full distribution, no blocked token the top-K may hold) and runs its own loop
+    when it returns None."""
+
+    topk_blocked: tuple[int, ...]  # the ids the step graph's top-K leaves out (io.blocked)
 
     def greedy(self, src: np.ndarray, src_lengths: np.ndarray, max_lengths: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
