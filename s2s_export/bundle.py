@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .conventions import FORMAT1, Conventions, Framing, SearchDefaults, Specials
+from .conventions import FORMAT1, Conventions, Framing, SearchDefaults, Specials, Text
 from .errors import BundleError, OutputExistsError
 from .graphio import BundleIO
 
@@ -60,7 +60,7 @@ class Manifest:
     model_config: dict[str, Any]
     src_vocab: list[str]
     tgt_vocab: list[str]
-    tokenizer: str
+    text: Text
     io: BundleIO
     opset: int
     max_batch: int
@@ -82,6 +82,11 @@ class Manifest:
         return self.io.topk
 
     @property
+    def tokenizer(self) -> str:
+        """The tokenizer kinds (``char``, ``char:word``, ``sentencepiece:bpe``...)."""
+        return self.text.tokenizer
+
+    @property
     def conventions(self) -> Conventions:
         """Both sides' special ids and the framing."""
         return Conventions(src=self.src_specials, tgt=self.tgt_specials, framing=self.framing)
@@ -100,7 +105,7 @@ class Manifest:
             "specials": {"src": specials_doc(self.src_specials, self.src_vocab),
                          "tgt": specials_doc(self.tgt_specials, self.tgt_vocab)},
             "framing": self.framing.model_dump(), "search": self.search.to_dict(),
-            "tokenizer": self.tokenizer, "io": self.io.to_dict(), "topk": self.topk,
+            "tokenizer": self.tokenizer, "text": self.text.model_dump(), "io": self.io.to_dict(), "topk": self.topk,
             "opset": self.opset, "max_batch": self.max_batch, "max_src_len": self.max_src_len,
             "graphs": self.graphs, "files": self.files, "versions": self.versions,
             "parity": self.parity, "engines": self.engines, "trt_compat": self.trt_compat,
@@ -122,7 +127,7 @@ class Manifest:
         doc = validate_manifest(d)
         return cls(
             model_config=doc.model_config_, src_vocab=list(doc.src_vocab), tgt_vocab=list(doc.tgt_vocab),
-            tokenizer=doc.tokenizer, io=BundleIO.from_dict(doc.io.model_dump()), opset=doc.opset,
+            text=doc.text_sides, io=BundleIO.from_dict(doc.io.model_dump()), opset=doc.opset,
             max_batch=doc.max_batch, max_src_len=doc.max_src_len, src_specials=doc.specials.src.specials(),
             tgt_specials=doc.specials.tgt.specials(), framing=doc.framing, search=doc.search,
             graphs={p: {str(k): v for k, v in g.items()} for p, g in doc.graphs.items()}, files=dict(doc.files),
@@ -136,6 +141,7 @@ class Manifest:
         names = set(self.files)
         names.update(f for g in self.graphs.values() for f in g.values())
         names.update(e["file"] for e in self.engines if "file" in e)
+        names.update(f for f in (self.text.src.file, self.text.tgt.file) if f is not None)
         self.files = {n: sha256_file(directory / n) for n in sorted(names)}
         (directory / MANIFEST).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 

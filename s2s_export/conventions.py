@@ -159,6 +159,62 @@ class Conventions(_Frozen):
         return tuple(sorted(ids))
 
 
+TOKENIZER_KINDS = ("char", "word", "pretokenized", "sentencepiece", "bpe", "hf")
+FILE_KINDS = ("sentencepiece", "bpe", "hf")  # tokenizers that need a model/codes file
+Unicode = Literal["NFC", "NFKC"]
+
+
+class TextSide(_Frozen):
+    """How one side's text becomes tokens and back (``s2s_export.text`` applies it).
+
+    ``kind``: ``char`` (every character; whitespace dropped, or written as the ``space`` token:
+    Joey NMT's char level uses ``"▁"``), ``word`` (whitespace split), ``pretokenized`` (the text
+    is the tokens, space-separated, exactly as given), ``sentencepiece`` (a SentencePiece model),
+    ``bpe`` (subword-nmt codes, continuation marker ``joiner``: ``"@@"``), ``hf`` (a Hugging Face
+    ``tokenizers`` JSON). ``file``: the model/codes file's name inside the bundle. Normalisation
+    of input text (before tokenizing; the source side): ``lowercase``, ``unicode`` NFC or NFKC."""
+
+    kind: Literal["char", "word", "pretokenized", "sentencepiece", "bpe", "hf"] = "char"
+    file: Optional[str] = Field(default=None, min_length=1, max_length=255)
+    space: Optional[str] = Field(default=None, min_length=1, max_length=8)
+    joiner: Optional[str] = Field(default=None, min_length=1, max_length=8)
+    lowercase: bool = False
+    unicode: Optional[Unicode] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TextSide":
+        if (self.kind in FILE_KINDS) != (self.file is not None):
+            raise ValueError(f"tokenizer {self.kind} {'needs' if self.kind in FILE_KINDS else 'takes no'} file")
+        if self.space is not None and (self.kind != "char" or any(ch.isspace() for ch in self.space)):
+            raise ValueError("space is the token a char tokenizer writes for a space: a visible string, char only")
+        if self.joiner is not None and self.kind != "bpe":
+            raise ValueError("joiner belongs to the bpe tokenizer")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The spec as the CLI writes it (``char``, ``sentencepiece:src.model``...)."""
+        return f"{self.kind}:{self.file}" if self.file else self.kind
+
+
+class Text(_Frozen):
+    """Both sides' text processing (``manifest.text``)."""
+
+    src: TextSide = TextSide()
+    tgt: TextSide = TextSide()
+
+    @property
+    def tokenizer(self) -> str:
+        """The format-1 style summary (``char``, ``char:word``, ``sentencepiece:bpe``...)."""
+        return self.src.kind if self.src.kind == self.tgt.kind else f"{self.src.kind}:{self.tgt.kind}"
+
+    @classmethod
+    def from_tokenizer(cls, spec: str) -> "Text":
+        """The ``Text`` of a format-1 tokenizer spec (``char``, ``word``, ``SRC:TGT`` of those)."""
+        src, _, tgt = str(spec).partition(":")
+        return cls(src=TextSide(kind=src), tgt=TextSide(kind=tgt or src))  # type: ignore[arg-type]
+
+
 def _attr(model: Any, side: str, name: str) -> Any:
     """``model.<side>_<name>_id``, else ``model.<name>_id`` (the same on both sides), else
     the attribute's absence (``...``)."""
@@ -202,5 +258,5 @@ def specials_of(model: Any) -> tuple[Specials, Specials]:
     return out[0], out[1]
 
 
-__all__ = ["Conventions", "conventions_of", "FORMAT1", "FORMAT1_SPECIALS", "FORMAT1_TOKENS", "Framing", "PENALTIES", "SPECIAL_NAMES",
+__all__ = ["Conventions", "FILE_KINDS", "TOKENIZER_KINDS", "Text", "TextSide", "conventions_of", "FORMAT1", "FORMAT1_SPECIALS", "FORMAT1_TOKENS", "Framing", "PENALTIES", "SPECIAL_NAMES",
            "STYLES", "SearchDefaults", "Specials", "specials_of"]

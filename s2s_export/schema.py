@@ -22,7 +22,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 from typing_extensions import Annotated
 
-from .conventions import FORMAT1, FORMAT1_SPECIALS, SPECIAL_NAMES, Framing, SearchDefaults, Specials
+from .conventions import FORMAT1, FORMAT1_SPECIALS, SPECIAL_NAMES, Framing, SearchDefaults, Specials, Text
 from .errors import BundleError, Problem
 from .vocab import MAX_VOCAB, tokenizer_kinds, vocab_problems
 
@@ -129,6 +129,7 @@ class ManifestDoc(_Doc):
     framing: Framing
     search: SearchDefaults
     tokenizer: str = Field(min_length=1, max_length=200)
+    text: Optional[Text] = None  # absent: the format-1 tokenizer spec says it (char, word, SRC:TGT)
     io: IODoc
     topk: Count
     opset: int = Field(ge=7, le=30)
@@ -142,23 +143,26 @@ class ManifestDoc(_Doc):
     engines: list[EngineDoc] = []
     trt_compat: list[str] = []
 
-    @field_validator("tokenizer")
-    @classmethod
-    def _tokenizer(cls, spec: str) -> str:
-        try:
-            tokenizer_kinds(spec)
-        except BundleError as exc:  # pragma: no cover - tokenizer_kinds raises BadInputError
-            raise ValueError(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - BadInputError: a ValueError for pydantic
-            raise ValueError(str(exc)) from None
-        return spec
+    @model_validator(mode="after")
+    def _text(self) -> "ManifestDoc":
+        """Without ``text`` (format 1, early format 2) the tokenizer spec must be a format-1 one."""
+        if self.text is None:
+            try:
+                tokenizer_kinds(self.tokenizer)
+            except Exception as exc:  # noqa: BLE001 - BadInputError: a ValueError for pydantic
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def text_sides(self) -> Text:
+        return self.text if self.text is not None else Text.from_tokenizer(self.tokenizer)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ManifestDoc":
         problems: list[str] = []
-        kinds = tokenizer_kinds(self.tokenizer)
-        for side, vocab, doc, kind in (("source", self.src_vocab, self.specials.src, kinds[0]),
-                                       ("target", self.tgt_vocab, self.specials.tgt, kinds[1])):
+        text = self.text_sides
+        for side, vocab, doc, kind in (("source", self.src_vocab, self.specials.src, text.src),
+                                       ("target", self.tgt_vocab, self.specials.tgt, text.tgt)):
             specials = doc.specials()
             problems += vocab_problems(vocab, specials, kind, side)
             for name in SPECIAL_NAMES:
@@ -197,6 +201,9 @@ class ManifestDoc(_Doc):
             for name in table.values():
                 if name not in self.files:
                     problems.append(f"bundle file {name} has no sha256 in files (modified manifest)")
+        for name in (text.src.file, text.tgt.file):
+            if name is not None and name not in self.files:
+                problems.append(f"tokenizer file {name} has no sha256 in files (modified manifest)")
         for e in self.engines:
             if e.file not in self.files:
                 problems.append(f"engine file {e.file} has no sha256 in files (modified manifest)")

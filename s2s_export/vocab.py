@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
-from .conventions import FORMAT1, FORMAT1_SPECIALS, FORMAT1_TOKENS, Specials
+from .conventions import FORMAT1, FORMAT1_SPECIALS, FORMAT1_TOKENS, Specials, TextSide
 from .errors import BadInputError
 
 # the format-1 (zoo) specials: token strings, ids, and their order at the start of a vocabulary
@@ -65,13 +65,17 @@ def detokenize(tokens: Sequence[str], kind: str) -> str:
     return ("" if kind == "char" else " ").join(tokens)
 
 
-def round_trips(token: str, kind: str) -> bool:
-    """Whether ``tokenize(detokenize([token]))`` gives ``[token]`` back: a token the tokenizer can
-    produce from text, and that prints as itself (no whitespace inside, one character for ``char``)."""
-    return tokenize(token, kind) == [token] and (kind != "char" or len(token) == 1)
+def round_trips(token: str, text: "TextSide | str") -> bool:
+    """Whether the side's tokenizer can produce ``token`` from text and print it back: a token
+    without whitespace inside; for ``char`` one character, or its ``space`` token."""
+    side = text if isinstance(text, TextSide) else TextSide(kind=text)  # type: ignore[arg-type]
+    if not token or any(ch.isspace() for ch in token):
+        return False
+    return side.kind != "char" or len(token) == 1 or token == side.space
 
 
-def vocab_problems(tokens: Sequence[object], specials: Specials, kind: str | None, side: str = "") -> list[str]:
+def vocab_problems(tokens: Sequence[object], specials: Specials, kind: "TextSide | str | None",
+                   side: str = "") -> list[str]:
     """What makes ``tokens`` unusable as the ``side`` (source/target) vocabulary of a bundle whose
     tokenizer on that side is ``kind``: non-strings, empty strings, duplicates, special ids outside
     the list, and (unless ``kind`` is None) tokens that do not round-trip through the tokenizer
@@ -105,8 +109,9 @@ def vocab_problems(tokens: Sequence[object], specials: Specials, kind: str | Non
     if kind is None:
         return problems
     exempt = set(specials.ids())
-    report(f"tokens the {kind!r} tokenizer cannot produce or print back (whitespace inside"
-           + (", more than one character" if kind == "char" else "") + ")",
+    name_of = kind.kind if isinstance(kind, TextSide) else kind
+    report(f"tokens the {name_of!r} tokenizer cannot produce or print back (whitespace inside"
+           + (", more than one character" if name_of == "char" else "") + ")",
            [f"id {i} ({t!r})" for i, t in enumerate(tokens)
             if isinstance(t, str) and t and i not in exempt and not round_trips(t, kind)])
     return problems

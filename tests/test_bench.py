@@ -65,10 +65,13 @@ def test_eager_loops_match_reference_search(tiny: dict[str, Any], beam: int) -> 
     from s2s_export.verify.reference import reference_search
     from s2s_export.vocab import EOS_ID
 
+    from s2s_export.verify.inputs import ZOO
+
     model, sources = tiny["ckpt"].model, tiny["sources"]
     with torch.inference_mode():
-        got = translate(model, sources, batch=5, beam_size=beam, max_length=12, max_length_ratio=None)
-    want = reference_search(model, [s + [EOS_ID] for s in sources], beam_size=beam, max_length=12)
+        got = translate(model, sources, batch=5, beam_size=beam, max_length=12, max_length_ratio=None, conv=ZOO,
+                        blocked=(0, 1))
+    want = reference_search(model, [s + [EOS_ID] for s in sources], beam_size=beam, max_length=12, blocked=(0, 1))
     assert got == [list(h[0][0]) for h in want]
 
 
@@ -76,7 +79,10 @@ def test_eager_ratio_limits(tiny: dict[str, Any]) -> None:
     from s2s_export.bench.eager import translate
 
     with torch.inference_mode():
-        got = translate(tiny["ckpt"].model, tiny["sources"], batch=3, beam_size=2, max_length=50, max_length_ratio=0.5)
+        from s2s_export.verify.inputs import ZOO
+
+        got = translate(tiny["ckpt"].model, tiny["sources"], batch=3, beam_size=2, max_length=50, max_length_ratio=0.5,
+                        conv=ZOO)
     for src, ids in zip(tiny["sources"], got):
         assert 1 <= len(ids) <= math.ceil(0.5 * (len(src) + 1))
 

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..conventions import FORMAT1, Specials
 from ..errors import UsageError
-from ..vocab import SPECIALS
+from ..vocab import content_ids
 
 ENGINES = ("torch", "onnxruntime", "floor")
 DEFAULT_COMBOS = ((1, 1), (32, 5))  # (batch, beam): greedy batch 1, beam 5 batch 32
-FIRST_ID = len(SPECIALS)  # ids below are the specials (pad, bos, eos, unk)
 
 # The NMT-sized reference model of the published table (random weights: speed only).
 NMT_CONFIG: dict[str, Any] = dict(
@@ -178,14 +178,16 @@ def plan(spec: BenchSpec, int8: bool = True) -> list[WorkerConfig]:
     return configs
 
 
-def random_sources(vocab_size: int, n: int, min_len: int, max_len: int, seed: int = 0) -> list[list[int]]:
-    """``n`` random source id lists (ids FIRST_ID..vocab_size-1, lengths min_len..max_len)."""
-    if vocab_size <= FIRST_ID or not 1 <= min_len <= max_len:
+def random_sources(vocab_size: int, n: int, min_len: int, max_len: int, seed: int = 0,
+                   specials: Specials = FORMAT1) -> list[list[int]]:
+    """``n`` random source id lists of ordinary tokens (not ``specials``), lengths
+    min_len..max_len (before the bundle's framing)."""
+    ids = content_ids(vocab_size, specials)
+    if len(ids) < 1 or vocab_size <= len(specials.ids()) or not 1 <= min_len <= max_len:
         raise UsageError(f"cannot draw sources of {min_len}..{max_len} tokens from {vocab_size} ids",
                          "pass --src-len MIN,MAX with 1 <= MIN <= MAX")
     rng = random.Random(seed)
-    return [[rng.randrange(FIRST_ID, vocab_size) for _ in range(rng.randint(min_len, max_len))]
-            for _ in range(n)]
+    return [[ids[rng.randrange(len(ids))] for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

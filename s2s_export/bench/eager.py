@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..vocab import BOS_ID, EOS_ID, PAD_ID
+from ..conventions import Conventions
 
 
 def max_lengths(lengths: Tensor, max_length: int, ratio: float | None) -> list[int]:
@@ -33,11 +33,12 @@ def max_lengths(lengths: Tensor, max_length: int, ratio: float | None) -> list[i
     return out
 
 
-def pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """Source id lists (EOS appended here) -> src [B,S] int64, lengths [B] int64."""
-    rows = [list(s) + [EOS_ID] for s in seqs]
+def pad(seqs: Sequence[Sequence[int]], conv: Conventions) -> tuple[Tensor, Tensor]:
+    """Source id lists (the bundle's framing applied here) -> src [B,S] int64, lengths [B] int64."""
+    rows = [conv.frame(list(s)) for s in seqs]
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    src = torch.full((len(rows), int(lengths.max())), PAD_ID, dtype=torch.long)
+    pad_id = conv.src.pad if conv.src.pad is not None else 0
+    src = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
         src[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     return src, lengths
@@ -47,20 +48,30 @@ def _rows(tensors: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
     return {k: v.index_select(0, index) for k, v in tensors.items()}
 
 
-def greedy(model: Any, src: Tensor, lengths: Tensor, limits: list[int]) -> list[list[int]]:
+def _blocked(log_probs: Tensor, blocked: tuple[int, ...]) -> Tensor:
+    """log_probs [R,V] with the ids never generated at -inf (as the bundle's top-K)."""
+    if blocked:
+        log_probs = log_probs.clone()
+        log_probs[:, list(blocked)] = -math.inf
+    return log_probs
+
+
+def greedy(model: Any, src: Tensor, lengths: Tensor, limits: list[int], conv: Conventions,
+           blocked: tuple[int, ...] = ()) -> list[list[int]]:
     """src [B,S] -> the greedy ids of each row."""
+    eos_id = int(conv.tgt.eos)  # type: ignore[arg-type]
     static, state = model.encode(src, lengths)
     B = src.size(0)
     limit = torch.tensor(limits)
     rows = torch.arange(B)  # sentence of each row
-    tokens = torch.full((B,), BOS_ID, dtype=torch.long)
+    tokens = torch.full((B,), conv.start_id, dtype=torch.long)
     hist = torch.zeros((B, 0), dtype=torch.long)
     out: list[list[int]] = [[] for _ in range(B)]
     for t in range(max(limits)):
         log_probs, state, _ = model.decode_step(tokens, static, state)
-        tok = log_probs.argmax(dim=1)
+        tok = _blocked(log_probs, blocked).argmax(dim=1)
         hist = torch.cat([hist, tok[:, None]], dim=1)
-        done = (tok == EOS_ID) | (limit[rows] <= t + 1)
+        done = (tok == eos_id) | (limit[rows] <= t + 1)
         if bool(done.any()):
             for i in done.nonzero().flatten().tolist():
                 out[int(rows[i])] = hist[i].tolist()
@@ -73,20 +84,24 @@ def greedy(model: Any, src: Tensor, lengths: Tensor, limits: list[int]) -> list[
     return out
 
 
-def beam(model: Any, src: Tensor, lengths: Tensor, limits: list[int], width_max: int) -> list[list[int]]:
+def beam(model: Any, src: Tensor, lengths: Tensor, limits: list[int], width_max: int, conv: Conventions,
+         blocked: tuple[int, ...] = ()) -> list[list[int]]:
     """src [B,S] -> the best beam hypothesis of each row (HF-style, early stopping)."""
     W = width_max
+    eos_id = int(conv.tgt.eos)  # type: ignore[arg-type]
+    filler = conv.tgt.pad if conv.tgt.pad is not None else eos_id
     static, state = model.encode(src, lengths)
     B = src.size(0)
     limit = torch.tensor(limits)
     sent, width = torch.arange(B), 1
-    tokens = torch.full((B,), BOS_ID, dtype=torch.long)
+    tokens = torch.full((B,), conv.start_id, dtype=torch.long)
     cum = torch.zeros(B, dtype=torch.float64)
     hist = torch.zeros((B, 0), dtype=torch.long)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     n_fin = torch.zeros(B, dtype=torch.long)
     for t in range(max(limits)):
         log_probs, state, _ = model.decode_step(tokens, static, state)  # [R,V]
+        log_probs = _blocked(log_probs, blocked)
         C = min(W + 1, log_probs.size(1))
         top_lp, top_ids = log_probs.topk(C, dim=1)  # [R,C]
         n = sent.numel()
@@ -97,9 +112,9 @@ def beam(model: Any, src: Tensor, lengths: Tensor, limits: list[int], width_max:
         if cand.size(1) < W:  # a tiny vocabulary offers fewer candidates than the beam
             extra = W - cand.size(1)
             cand = torch.cat([cand, cand.new_full((n, extra), -math.inf)], 1)
-            cand_ids = torch.cat([cand_ids, cand_ids.new_full((n, extra), PAD_ID)], 1)
+            cand_ids = torch.cat([cand_ids, cand_ids.new_full((n, extra), filler)], 1)
             cand_rows = torch.cat([cand_rows, cand_rows[:, :1].expand(n, extra)], 1)
-        ok, eos = torch.isfinite(cand), cand_ids == EOS_ID
+        ok, eos = torch.isfinite(cand), cand_ids == eos_id
         fin = eos & ok & (torch.arange(cand.size(1)) < W)[None]
         alive = ~eos & ok
         alive &= alive.long().cumsum(1) <= W
@@ -112,7 +127,7 @@ def beam(model: Any, src: Tensor, lengths: Tensor, limits: list[int], width_max:
         if bool(fin.any()):
             for i, j in fin.nonzero().tolist():
                 r = int(cand_rows[i, j])
-                finished[int(sent[i])].append((float(cand[i, j]), hist[r].tolist() + [EOS_ID]))
+                finished[int(sent[i])].append((float(cand[i, j]), hist[r].tolist() + [eos_id]))
         hist = torch.cat([hist[new_rows], new_ids[:, None]], dim=1)
         at_max = limit[sent] <= t + 1
         if bool(at_max.any()):
@@ -134,18 +149,20 @@ def beam(model: Any, src: Tensor, lengths: Tensor, limits: list[int], width_max:
 
 
 def translate(model: Any, sources: Sequence[Sequence[int]], batch: int, beam_size: int,
-              max_length: int, max_length_ratio: float | None) -> list[list[int]]:
-    """Best ids per source (input order): sorted by length, batches of ``batch``."""
+              max_length: int, max_length_ratio: float | None, conv: Conventions,
+              blocked: tuple[int, ...] = ()) -> list[list[int]]:
+    """Best ids per source (input order): sorted by length, batches of ``batch``; the bundle's
+    ids, framing and ``blocked`` ids (the runtime's ``s2s`` search semantics)."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     out: list[list[int]] = [[] for _ in sources]
     for start in range(0, len(order), batch):
         chunk = order[start:start + batch]
-        src, lengths = pad([sources[i] for i in chunk])
+        src, lengths = pad([sources[i] for i in chunk], conv)
         limits = max_lengths(lengths, max_length, max_length_ratio)
         if beam_size == 1:
-            ids = greedy(model, src, lengths, limits)
+            ids = greedy(model, src, lengths, limits, conv, blocked)
         else:
-            ids = beam(model, src, lengths, limits, beam_size)
+            ids = beam(model, src, lengths, limits, beam_size, conv, blocked)
         for i, r in zip(chunk, ids):
             out[i] = r
     return out

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..conventions import Conventions
 from .configs import WorkerConfig
 
 Call = Callable[[], Any]
@@ -29,21 +30,22 @@ class TorchEngine:
         if cfg.mkldnn is not None:
             torch.backends.mkldnn.enabled = bool(cfg.mkldnn)  # type: ignore[assignment]
         self.model = load_checkpoint(job["model"], trust_pickle=job.get("trust_pickle", False)).model.eval()
+        self.conv = Conventions.model_validate(job["conventions"])  # the bundle's ids and framing
+        self.blocked = tuple(job.get("blocked", ()))
         self.info = {"torch_threads": torch.get_num_threads(), "mkldnn": bool(torch.backends.mkldnn.enabled),
                      "torch": torch.__version__}
 
     def encoder_call(self, seqs: list[list[int]]) -> Call:
         from .eager import pad
 
-        src, lengths = pad(seqs)
+        src, lengths = pad(seqs, self.conv)
         return lambda: self.model.encode(src, lengths)
 
     def step_call(self, ids: list[int]) -> Call:
-        from ..vocab import BOS_ID
         from .eager import pad
 
-        static, state = self.model.encode(*pad([ids]))
-        tokens = self.torch.tensor([BOS_ID])
+        static, state = self.model.encode(*pad([ids], self.conv))
+        tokens = self.torch.tensor([self.conv.start_id])
         box = [state]
 
         def run() -> None:
@@ -54,7 +56,8 @@ class TorchEngine:
     def translate(self, sources: list[list[int]], batch: int, beam: int, wl: dict[str, Any]) -> list[list[int]]:
         from .eager import translate
 
-        return translate(self.model, sources, batch, beam, wl["max_length"], wl["max_length_ratio"])
+        return translate(self.model, sources, batch, beam, wl["max_length"], wl["max_length_ratio"], self.conv,
+                         self.blocked)
 
     def dump_weights(self, path: str) -> None:
         """``weights.npz``: the state dict as float32 arrays and the config (for the floor)."""
@@ -147,22 +150,19 @@ class OrtEngine:
         self.info = {"onnxruntime": onnxruntime.__version__, "intra_op_threads": cfg.threads,
                      "precision": cfg.precision, "spinning": cfg.spin}
 
-    @staticmethod
-    def _pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         from ..runtime.translator import pad_sources
-        from ..vocab import EOS_ID
 
-        return pad_sources([list(s) + [EOS_ID] for s in seqs])
+        return pad_sources(self.translator._sources(seqs, frame=True), self.translator.src_pad_id)
 
     def encoder_call(self, seqs: list[list[int]]) -> Call:
         src, lengths = self._pad(seqs)
         return lambda: self.backend.encode(src, lengths)
 
     def step_call(self, ids: list[int]) -> Call:
-        from ..vocab import BOS_ID
-
         self.backend.encode(*self._pad([ids]))
-        tokens, reorder = np.array([BOS_ID], dtype=np.int64), np.array([0], dtype=np.int64)
+        tokens = np.array([self.translator.manifest.start_id], dtype=np.int64)
+        reorder = np.array([0], dtype=np.int64)
         return lambda: self.backend.step(tokens, reorder)
 
     def translate(self, sources: list[list[int]], batch: int, beam: int, wl: dict[str, Any]) -> list[list[int]]:

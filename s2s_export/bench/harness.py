@@ -48,7 +48,9 @@ def run_bench(spec: BenchSpec, log: Log = _quiet, workdir: str | os.PathLike[str
         for i, (rnd, cfg) in enumerate(order):
             job: dict[str, Any] = {"kind": "measure", "config": cfg.to_dict(), "workload": workload,
                                    "model": str(spec.model), "bundle": str(spec.bundle),
-                                   "trust_pickle": spec.trust_pickle}
+                                   "trust_pickle": spec.trust_pickle,
+                                   "conventions": manifest.conventions.model_dump(),
+                                   "blocked": list(manifest.io.blocked)}
             if cfg.is_default_torch and not weights.exists():
                 job["dump_weights"] = str(weights)
             if cfg.engine == "onnxruntime" and cfg.precision == "fp32" and schedule is None:

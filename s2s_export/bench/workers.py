@@ -270,7 +270,6 @@ def measure_quality(job: dict[str, Any], out: dict[str, Any]) -> None:
     """Translate ``pairs`` ([src ids, ref ids]) with each precision; score them."""
     from ..runtime import Translator
     from ..train.metrics import score
-    from ..vocab import EOS_ID
 
     srcs = [p[0] for p in job["pairs"]]
     refs = [tuple(p[1]) for p in job["pairs"]]
@@ -280,7 +279,8 @@ def measure_quality(job: dict[str, Any], out: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         hyps = t.translate_ids(srcs, max_batch_size=int(job.get("batch", 64)), max_length=int(job.get("max_length", 200)))
         seconds = time.perf_counter() - t0
-        outputs[precision] = [tuple(i for i in h[0].ids if i != EOS_ID) for h in hyps]
+        eos = t.manifest.tgt_specials.eos
+        outputs[precision] = [tuple(i for i in h[0].ids if i != eos) for h in hyps]
         out[precision] = {**score(outputs[precision], refs), "seconds": seconds}
     first = job["precisions"][0]
     for precision in job["precisions"][1:]:

@@ -50,19 +50,21 @@ def bench(
     from ..bench.configs import combos, parse_ints, random_sources
     from ..bundle import load_manifest
     from ..errors import BadInputError
-    from ..vocab import Vocab, tokenize, tokenizer_kinds
+    from ..text import TextProcessor
+    from ..vocab import Vocab
     from .translate import read_inputs
 
     if not model.is_file():
         raise BadInputError(f"checkpoint {model} does not exist", "pass --model MODEL.pt (the exported checkpoint)")
     manifest = load_manifest(bundle)
     if inputs is not None:
-        vocab, (kind, _) = Vocab(tuple(manifest.src_vocab)), tokenizer_kinds(manifest.tokenizer)
-        sources = [vocab.encode(tokenize(t, kind)) for t in read_inputs(None, inputs) if t.strip()]
+        vocab, text = Vocab(tuple(manifest.src_vocab), manifest.src_specials), TextProcessor(manifest.text.src, bundle)
+        sources = [vocab.encode(text.tokenize(t)) for t in read_inputs(None, inputs) if t.strip()]
     else:
         lo, hi = (parse_ints(src_len, "src-len") + (0,))[:2]
-        sources = random_sources(len(manifest.src_vocab), max(sentences, 64), lo, hi or lo, seed=0)
-    limit = manifest.max_src_len - 1  # EOS is appended
+        sources = random_sources(len(manifest.src_vocab), max(sentences, 64), lo, hi or lo, seed=0,
+                                 specials=manifest.src_specials)
+    limit = manifest.max_src_len - manifest.framing.extra_tokens()  # the framing is added to each
     sources = [s[:limit] for s in sources]
     spec = BenchSpec(bundle=bundle, model=model, sources=sources, name=bundle.name,
                      combos=combos(parse_ints(batch, "batch"), parse_ints(beam, "beam")),

@@ -67,14 +67,15 @@ def verify_command(
     from ..importers import load_model
     from ..verify import inputs as vin
     from ..verify.api import check_model, verify_bundle
-    from ..vocab import Vocab, tokenizer_kinds
+    from ..text import TextProcessor
+    from ..vocab import Vocab
 
     imported = load_model(model, source_format, trust_pickle=trust_pickle)
     manifest = load_manifest(bundle)
     check_model(manifest, imported.model, imported.src_vocab or None, imported.tgt_vocab or None,
                 imported.model_config if imported.format == "s2s" else None)
     src_vocab = Vocab(tuple(manifest.src_vocab), manifest.src_specials)
-    src_tok, tgt_tok = tokenizer_kinds(manifest.tokenizer)
+    src_tok, tgt_tok = TextProcessor(manifest.text.src, bundle), TextProcessor(manifest.text.tgt, bundle)
     meta = imported.meta
     meta_task = meta.get("task") if isinstance(meta.get("task"), str) else None
     conv = manifest.conventions

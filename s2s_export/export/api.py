@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +35,7 @@ from torch import nn
 
 from .. import __version__
 from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
-from ..conventions import FORMAT1_TOKENS, Conventions, Framing, SearchDefaults, Specials, conventions_of
+from ..conventions import FORMAT1_TOKENS, Conventions, Framing, SearchDefaults, Specials, Text, TextSide, conventions_of
 from ..errors import BadInputError, Problem, UsageError, one_line
 from ..graphio import BundleIO
 from ..importers.base import ImportedModel
@@ -168,22 +169,60 @@ def _conventions(model: nn.Module, framing: Framing) -> Conventions:
     return conv
 
 
+def _text(imported: ImportedModel, tokenizer: str | None, src_tokenizer: str | TextSide | None,
+          tgt_tokenizer: str | TextSide | None, normalize: str | None, placeholders: bool
+          ) -> tuple[Text, dict[str, Path | bytes]]:
+    """The bundle's text processing and the tokenizer files to copy in: the model's own (an
+    importer's or a checkpoint's), then the combined ``tokenizer`` (format-1 ``char``/``word``/
+    ``SRC:TGT``), then each side's spec, then the source ``normalize``. A model with placeholder
+    vocabularies defaults to ``word`` (``<tokN>`` are words, not characters)."""
+    from ..text import parse_normalize, parse_spec
+
+    text = imported.text or Text.from_tokenizer(imported.tokenizer or ("word" if placeholders else "char"))
+    files = dict(imported.text_files)
+    if tokenizer:
+        try:
+            tokenizer_kinds(tokenizer)
+        except BadInputError as exc:
+            raise UsageError(exc.problems) from None
+        text = Text.from_tokenizer(tokenizer)
+    sides = {"src": text.src, "tgt": text.tgt}
+    for side, spec in (("src", src_tokenizer), ("tgt", tgt_tokenizer)):
+        if spec is None:
+            continue
+        if isinstance(spec, TextSide):
+            sides[side] = spec
+            continue
+        sides[side], path = parse_spec(spec, side)
+        if path is not None:
+            files[str(sides[side].file)] = path
+    if normalize is not None:
+        lower, form = parse_normalize(normalize)
+        sides["src"] = sides["src"].model_copy(update={"lowercase": lower, "unicode": form})
+    text = Text(src=sides["src"], tgt=sides["tgt"])
+    needed = {f for f in (text.src.file, text.tgt.file) if f is not None}
+    missing = sorted(needed - set(files))
+    if missing:
+        raise UsageError(f"tokenizer files {missing} are named but not given", "pass --src-tokenizer/--tgt-tokenizer KIND:FILE")
+    return text, {k: v for k, v in files.items() if k in needed}
+
+
 def _vocabularies(src: ImportedModel, src_vocab: list[str] | None, tgt_vocab: list[str] | None,
-                  src_size: int | None, tgt_size: int, conv: Conventions, tokenizer: str,
-                  warnings: list[str]) -> tuple[list[str], list[str], str]:
-    """The bundle's vocabularies and tokenizer: the model's own (an importer's or a checkpoint's,
-    which given lists must equal), the given ones, or placeholders (with a warning). Each is
-    checked: sizes against the model, the special ids within it, the hygiene rules of its side's
-    tokenizer (``vocab.vocab_problems``)."""
+                  src_size: int | None, tgt_size: int, conv: Conventions, text: Text,
+                  warnings: list[str]) -> tuple[list[str], list[str]]:
+    """The bundle's vocabularies: the model's own (an importer's or a checkpoint's, which given
+    lists must equal), the given ones, or placeholders (with a warning). Each is checked: sizes
+    against the model, the special ids within it, the hygiene rules of its side's tokenizer
+    (``vocab.vocab_problems``)."""
     fixed: list[list[str] | None] = []
     for side, own, given, size in (("source", src.src_vocab, src_vocab, src_size),
                                    ("target", src.tgt_vocab, tgt_vocab, tgt_size)):
         if own and given is not None and list(given) != list(own):
             raise BadInputError(f"the given {side} vocabulary differs from the one in the checkpoint "
-                             f"({len(given)} vs {len(own)} tokens"
-                             + (", same tokens in another order" if sorted(given) == sorted(own) else "") + ")",
-                             f"leave the {side} vocabulary out: the checkpoint's is the one the model was "
-                             "trained with")
+                                f"({len(given)} vs {len(own)} tokens"
+                                + (", same tokens in another order" if sorted(given) == sorted(own) else "") + ")",
+                                f"leave the {side} vocabulary out: the checkpoint's is the one the model was "
+                                "trained with")
         tokens = list(own) if own else given
         if tokens is not None and size is not None and len(tokens) != size:
             raise BadInputError(f"the {side} vocabulary has {len(tokens)} tokens but the model's "
@@ -194,22 +233,16 @@ def _vocabularies(src: ImportedModel, src_vocab: list[str] | None, tgt_vocab: li
     if placeholders:
         warnings.append(f"no {' or '.join(placeholders)} vocabulary was given: the bundle has placeholder "
                         "tokens (<tokN>) and translates ids, not text; pass src_vocab/tgt_vocab to export text")
-        tokenizer = tokenizer or "word"  # placeholders are words (no single characters)
     if src_size is None:
         raise UsageError("cannot tell the model's source vocabulary size",
                          "pass src_vocab=[...] or give the model a src_vocab_size attribute")
     srcs = fixed[0] if fixed[0] is not None else placeholder_vocab(src_size, conv.src)
     tgts = fixed[1] if fixed[1] is not None else placeholder_vocab(tgt_size, conv.tgt)
-    tokenizer = tokenizer or "char"
-    try:
-        kinds = tokenizer_kinds(tokenizer)
-    except BadInputError as exc:
-        raise UsageError(exc.problems) from None
-    problems = (vocab_problems(srcs, conv.src, kinds[0], "source") + vocab_problems(tgts, conv.tgt, kinds[1], "target"))
+    problems = (vocab_problems(srcs, conv.src, text.src, "source") + vocab_problems(tgts, conv.tgt, text.tgt, "target"))
     if problems:
         raise BadInputError([Problem(p, "fix the vocabulary: every token a distinct non-empty string the "
-                                        f"tokenizer ({tokenizer}) can produce and print") for p in problems])
-    return srcs, tgts, tokenizer
+                                        f"tokenizer ({text.tokenizer}) can produce and print") for p in problems])
+    return srcs, tgts
 
 
 def _cpu_float32(model: nn.Module) -> nn.Module:
@@ -242,7 +275,8 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
                  src_vocab: Sequence[str] | Vocab | None = None, tgt_vocab: Sequence[str] | Vocab | None = None,
                  tokenizer: str | None = None, trust_pickle: bool = False, int8: bool = False,
                  trt: bool = False, source_format: str | None = None, framing: Framing | None = None,
-                 search: SearchDefaults | None = None) -> Bundle:
+                 search: SearchDefaults | None = None, src_tokenizer: str | TextSide | None = None,
+                 tgt_tokenizer: str | TextSide | None = None, normalize: str | None = None) -> Bundle:
     """Export ``model_or_path`` to the bundle directory ``out_dir`` and return it.
 
     ``source_format``: the importer to read a path with (``importers.FORMATS``; default:
@@ -280,19 +314,21 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     try:
         contract = discover(model, src_size, conv)
         tgt_size = contract.tgt_vocab_size
-        srcs, tgts, tok = _vocabularies(imported, given_src, given_tgt, src_size, tgt_size, conv,
-                                        tokenizer or imported.tokenizer, warnings)
+        placeholders = not (imported.tgt_vocab or given_tgt) or not (imported.src_vocab or given_src)
+        text, text_files = _text(imported, tokenizer, src_tokenizer, tgt_tokenizer, normalize, placeholders)
+        srcs, tgts = _vocabularies(imported, given_src, given_tgt, src_size, tgt_size, conv, text, warnings)
         if conv.tgt.eos in search.never_generate or any(i >= tgt_size for i in search.never_generate):
             raise UsageError(f"search.never_generate {list(search.never_generate)} must name target ids other "
                              f"than eos, below {tgt_size}", "fix the search defaults")
         io = BundleIO.build(contract.static, contract.state, tgt_size, min(topk, tgt_size),
                             conv.blocked(search.never_generate))
         manifest = Manifest(
-            model_config=imported.model_config, src_vocab=srcs, tgt_vocab=tgts, tokenizer=tok, io=io,
+            model_config=imported.model_config, src_vocab=srcs, tgt_vocab=tgts, text=text, io=io,
             opset=opset, max_batch=max_batch, max_src_len=max_src_len, src_specials=conv.src,
             tgt_specials=conv.tgt, framing=framing, search=search,
             graphs={"fp32": dict(FP32_GRAPHS)}, versions=versions())
         with atomic_dir(out_dir, force=force) as tmp:
+            _copy_files(tmp, text_files)
             _write(tmp, model, contract, io, manifest, conv, opset)
             manifest.trt_compat = _trt_compat(tmp)
             if verify:
@@ -312,6 +348,15 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     return bundle
 
 
+def _copy_files(tmp: Path, files: dict[str, Path | bytes]) -> None:
+    """The tokenizer files into the bundle (hashed with the rest by ``Manifest.save``)."""
+    for name, source in files.items():
+        if isinstance(source, bytes):
+            (tmp / name).write_bytes(source)
+        else:
+            shutil.copyfile(source, tmp / name)
+
+
 def _write(tmp: Path, model: nn.Module, contract: ContractSpec, io: BundleIO, manifest: Manifest,
            conv: Conventions, opset: int) -> None:
     """Export both graphs (and the fused greedy graph) into ``tmp`` and save the manifest
@@ -328,7 +373,7 @@ def _write(tmp: Path, model: nn.Module, contract: ContractSpec, io: BundleIO, ma
     files += export_graph(step, (tokens, reorder, *outputs), io.step, tmp / FP32_GRAPHS["decoder_step"], opset)
     if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io, conv):
         manifest.graphs["fp32"][GREEDY] = FP32_GREEDY
-    manifest.files = {f: "" for f in files}  # hashed by save
+    manifest.files = {f: "" for f in [*files, *(x for x in (manifest.text.src.file, manifest.text.tgt.file) if x)]}
     manifest.save(tmp)
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..conventions import Framing, SearchDefaults
+from pathlib import Path
+
+from ..conventions import Framing, SearchDefaults, Text
 
 
 @dataclass
@@ -34,7 +36,10 @@ class ImportedModel:
     (``char``, ``word`` or ``SRC:TGT``). ``framing``/``search``: the tool's conventions and its
     decoding defaults. ``model_config``: JSON-able description stored in the manifest
     (``{"format": FORMAT, ...}``). ``warnings``: one line each, printed by the CLI. ``meta``:
-    what the checkpoint says of its training (the zoo's ``task``, used by ``s2s verify``)."""
+    what the checkpoint says of its training (the zoo's ``task``, used by ``s2s verify``).
+    ``text``: both sides' text processing (``conventions.Text``: tokenizers with their files,
+    normalisation) when ``tokenizer`` (``char``/``word``/``SRC:TGT``) does not say it all;
+    ``text_files``: the tokenizer files it names (bundle file name -> path or bytes)."""
 
     model: Any
     src_vocab: list[str]
@@ -46,6 +51,8 @@ class ImportedModel:
     format: str
     warnings: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)  # training facts (the zoo: its task)
+    text: Text | None = None  # the text processing, when more than ``tokenizer`` says
+    text_files: dict[str, Path | bytes] = field(default_factory=dict)  # bundle file name -> its content
 
 
 __all__ = ["ImportedModel"]

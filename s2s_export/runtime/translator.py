@@ -34,7 +34,8 @@ import numpy as np
 
 from ..bundle import Manifest, load_manifest
 from ..errors import BadInputError, ConfigError, UnsupportedError, UsageError
-from ..vocab import PAD_ID, Vocab, detokenize, tokenize, tokenizer_kinds
+from ..text import TextProcessor
+from ..vocab import PAD_ID, Vocab
 from .backends.base import DEFAULT_SPINNING, SPINNING, Backend
 from .search import Result, SearchOptions, search
 
@@ -115,7 +116,9 @@ class Translator:
         self.bundle_dir = Path(bundle_dir)
         self.src_vocab = Vocab(tuple(manifest.src_vocab), manifest.src_specials)
         self.tgt_vocab = Vocab(tuple(manifest.tgt_vocab), manifest.tgt_specials)
-        self.src_tokenizer, self.tgt_tokenizer = tokenizer_kinds(manifest.tokenizer)
+        self.src_text = TextProcessor(manifest.text.src, bundle_dir)  # normalise, tokenize
+        self.tgt_text = TextProcessor(manifest.text.tgt, bundle_dir)  # detokenize
+        self.src_tokenizer, self.tgt_tokenizer = manifest.text.src.kind, manifest.text.tgt.kind
         self.framing = manifest.framing
         src_pad = manifest.src_specials.pad
         self.src_pad_id = 0 if src_pad is None else src_pad  # padding is masked: any id serves
@@ -153,10 +156,26 @@ class Translator:
         ``no_repeat_ngram_size``, ``return_attention``, ``full_distribution``, ``search_style``);
         one left out (or None) means the bundle's default (``manifest.search``). Inputs are
         sorted by length into batches of ``max_batch_size``; ``progress(n)`` is called after each
-        batch of n inputs. ``ConfigError`` for an option of a wrong type or range,
-        ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
-        return self.translate_ids(self.encode(texts), max_batch_size=max_batch_size, progress=progress,
-                                  **options)
+        batch of n inputs. An empty or whitespace-only text is not run through the model: its
+        one hypothesis is empty (no ids, text ``""``, score 0). ``ConfigError`` for an option of a
+        wrong type or range, ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
+        ids = self.encode(texts)
+        self.options(**options)  # ConfigError before any work, empty inputs or not
+        full = [i for i, t in enumerate(texts) if t.strip()]  # an empty line is not run: empty output
+        out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0)] for _ in texts]
+        if full:
+            done = self.translate_ids([ids[i] for i in full], max_batch_size=max_batch_size, progress=progress,
+                                      **options)
+            for i, hyps in zip(full, done):
+                out[i] = hyps
+        if progress is not None and len(full) < len(texts):
+            progress(len(texts) - len(full))
+        return out
+
+    def unknown(self, ids: Sequence[int]) -> int:
+        """How many of a source's ids (``encode``'s) are the unknown token."""
+        unk = self.src_vocab.specials.unk
+        return 0 if unk is None else sum(1 for i in ids if i == unk)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Source ids of ``texts`` (the bundle's tokenizer; unknown tokens, and the strings of the
@@ -165,7 +184,7 @@ class Translator:
         chunks can refuse it before printing anything."""
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
             raise UsageError("translate takes a list of strings", "pass [text] for one input")
-        ids = [self.src_vocab.encode(tokenize(t, self.src_tokenizer)) for t in texts]
+        ids = [self.src_vocab.encode(self.src_text.tokenize(t)) for t in texts]
         limit, extra = self.manifest.max_src_len, self.framing.extra_tokens()
         for n, seq in enumerate(ids):
             if len(seq) + extra > limit:
@@ -274,7 +293,7 @@ class Translator:
 
     def _hypothesis(self, r: Result) -> Hypothesis:
         tokens = self.tgt_vocab.decode(r.ids, strip=True)
-        return Hypothesis(list(r.ids), tokens, detokenize(tokens, self.tgt_tokenizer), r.score, r.attention)
+        return Hypothesis(list(r.ids), tokens, self.tgt_text.detokenize(tokens), r.score, r.attention)
 
     def __repr__(self) -> str:
         return (f"Translator({str(self.bundle_dir)!r}, backend={self.backend.name!r}, "

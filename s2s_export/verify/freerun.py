@@ -88,7 +88,9 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
     src_vocab = translator.src_vocab
 
     def text(ids: Sequence[int], v: Any, kind: str) -> str:
-        return detokenize(v.decode(ids, strip=True), kind)
+        processor = getattr(translator, "tgt_text" if v is vocab else "src_text", None)
+        tokens = v.decode(ids, strip=True)
+        return processor.detokenize(tokens) if processor is not None else detokenize(tokens, kind)
 
     atol, rtol = score_tol
     exact = ties = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -54,15 +54,20 @@ def _check(sources: list[list[int]], src_vocab: Vocab, max_src_len: int, what: s
                                 "--max-src-len")
 
 
+def _splitter(tokenizer: str | Any) -> Any:
+    return (lambda text: tokenize(text, tokenizer)) if isinstance(tokenizer, str) else tokenizer.tokenize
+
+
 def _limit(limit: int) -> int:
     if int(limit) < 1:
         raise UsageError(f"--limit must be >= 1 (got {limit})", "pass a positive number of sentences")
     return int(limit)
 
 
-def from_file(path: str | Path, src_vocab: Vocab, src_tokenizer: str, tgt_tokenizer: str, max_src_len: int,
-              limit: int, conv: Conventions = ZOO) -> VerifyInputs:
-    """The first ``limit`` lines of ``path`` (``source[TAB reference]``)."""
+def from_file(path: str | Path, src_vocab: Vocab, src_tokenizer: str | Any, tgt_tokenizer: str | Any,
+              max_src_len: int, limit: int, conv: Conventions = ZOO) -> VerifyInputs:
+    """The first ``limit`` lines of ``path`` (``source[TAB reference]``), tokenized by the
+    bundle's ``text.TextProcessor`` of each side (or a format-1 kind: ``char``, ``word``)."""
     limit = _limit(limit)
     path = Path(path)
     try:
@@ -82,8 +87,9 @@ def from_file(path: str | Path, src_vocab: Vocab, src_tokenizer: str, tgt_tokeni
         raise BadInputError(f"line {n + 1} of {path} breaks the format of line 1 (some lines have a TAB + "
                             "reference, others not)", "give every line a reference, or none")
     pairs = [ln.split("\t", 1) if all(with_ref) else [ln] for ln in lines]
-    sources = [conv.frame(src_vocab.encode(tokenize(p[0], src_tokenizer))) for p in pairs]
-    refs = [tokenize(p[1], tgt_tokenizer) for p in pairs] if all(with_ref) else None
+    src_split, tgt_split = _splitter(src_tokenizer), _splitter(tgt_tokenizer)
+    sources = [conv.frame(src_vocab.encode(src_split(p[0]))) for p in pairs]
+    refs = [tgt_split(p[1]) for p in pairs] if all(with_ref) else None
     _check(sources, src_vocab, max_src_len, str(path), conv)
     return VerifyInputs(sources, refs, f"file {path} ({len(sources)} lines{', with references' if refs else ''})")
 
