@@ -31,9 +31,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..conventions import Framing, SearchDefaults, Specials
+from ..conventions import Framing, SearchDefaults, Specials, Text, TextSide
 from ..errors import CheckpointError, Problem, one_line
+from ..text.spec import bundle_name
 from .base import ImportedModel
+
+SPACE = "\u2581"  # Joey's BasicTokenizer.SPACE_ESCAPE: a space at char level (sentencepiece's ▁)
 
 FORMAT = "joeynmt"
 CONFIG, SRC_VOCAB, TGT_VOCAB, BEST = "config.yaml", "src_vocab.txt", "trg_vocab.txt", "best.ckpt"
@@ -250,27 +253,54 @@ def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warn
                               "fix beam_size/n_best/min_output_length there") from None
 
 
-def tokenizer_of(cfg: dict[str, Any], warnings: list[str]) -> tuple[str, dict[str, Any]]:
-    """The bundle tokenizer of the config's ``data.src/trg.level`` and what Joey's own
-    tokenizer does beyond it (stored in the model config for the text pipeline)."""
+def text_of(cfg: dict[str, Any], model_dir: Path, warnings: list[str]
+            ) -> tuple[Text, dict[str, Path | bytes], dict[str, Any]]:
+    """The bundle's text processing for the config's ``data.src/trg`` (joeynmt 2.3
+    tokenizers.py): ``level: char`` is every character with a space as the token ``▁``
+    (``BasicTokenizer.SPACE_ESCAPE``), ``word`` splits at spaces, ``bpe`` is the SentencePiece
+    model (``tokenizer_type: sentencepiece``, ``tokenizer_cfg.model_file``) or the subword-nmt
+    codes (``tokenizer_cfg.codes``, ``separator``), looked for in the model directory (where Joey
+    copies it) when the config's path does not exist; ``lowercase`` is applied. Returns the
+    text, the tokenizer files to copy into the bundle, and what the config says (for the
+    manifest). ``CheckpointError`` when a subword file is missing."""
     data = _section(cfg, "data")
-    kinds, info = [], {}
-    for side in ("src", "trg"):
+    sides: dict[str, TextSide] = {}
+    files: dict[str, Path | bytes] = {}
+    info: dict[str, Any] = {}
+    for side, ours in (("src", "src"), ("trg", "tgt")):
         d = _section(data, side)
         level = str(d.get("level", "word"))
+        tcfg = _section(d, "tokenizer_cfg")
         info[side] = {k: d[k] for k in ("level", "lowercase", "normalize", "tokenizer_type", "tokenizer_cfg")
                       if k in d}
-        # TODO(text issue): subword models (level bpe: sentencepiece / subword-nmt) travel in the
-        # bundle later; until then the bundle reads and writes their pieces as words.
-        kinds.append("char" if level == "char" else "word")
-        if level == "bpe":
-            warnings.append(f"data.{side} uses {d.get('tokenizer_type', 'subword-nmt')} pieces (level bpe): the "
-                            "bundle treats pieces as space-separated words (no subword tokenizer yet)")
-        pretokenizer = _section(d, "tokenizer_cfg").get("pretokenizer", "none")
-        if d.get("lowercase") or d.get("normalize") or pretokenizer != "none":
-            warnings.append(f"data.{side} lowercases, normalises or pre-tokenizes in Joey NMT: the bundle does not")
-    tok = kinds[0] if kinds[0] == kinds[1] else f"{kinds[0]}:{kinds[1]}"
-    return tok, info
+        lowercase = bool(d.get("lowercase", False))
+        if level == "char":
+            sides[ours] = TextSide(kind="char", space=SPACE, lowercase=lowercase)
+        elif level == "bpe":
+            kind = "sentencepiece" if d.get("tokenizer_type", "subword-nmt") == "sentencepiece" else "bpe"
+            key = "model_file" if kind == "sentencepiece" else "codes"
+            path = _find_file(tcfg.get(key), model_dir, f"data.{side}.tokenizer_cfg.{key}")
+            name = bundle_name(ours, kind, path)
+            files[name] = path
+            sides[ours] = TextSide(kind=kind, file=name, lowercase=lowercase,  # type: ignore[arg-type]
+                                   joiner=str(tcfg.get("separator", "@@")) if kind == "bpe" else None)
+        else:
+            sides[ours] = TextSide(kind="word", lowercase=lowercase)
+        if d.get("normalize") or tcfg.get("pretokenizer", "none") != "none":
+            warnings.append(f"data.{side} normalises or pre-tokenizes (moses) in Joey NMT: the bundle does not")
+    return Text(src=sides["src"], tgt=sides["tgt"]), files, info
+
+
+def _find_file(configured: Any, model_dir: Path, key: str) -> Path:
+    """A tokenizer file named in the config: as configured, else its name in the model directory."""
+    if not configured:
+        raise CheckpointError(f"config.yaml names no {key}", "add the subword model's path to config.yaml")
+    path = Path(str(configured))
+    for candidate in (path, model_dir / path.name):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{key} {path} does not exist, nor {path.name} in {model_dir}",
+                          "copy the subword model into the model directory")
 
 
 # ---------------------------------------------------------------------- entry points
@@ -301,7 +331,7 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
             setattr(model, f"{side}_{name}_id", value)
     warnings: list[str] = []
     search = search_defaults(cfg, tgt_sp, blocked, warnings)
-    tokenizer, tok_info = tokenizer_of(cfg, warnings)
+    text, text_files, tok_info = text_of(cfg, model_dir, warnings)
     testing = _section(cfg, "testing")
     model_config = {"format": FORMAT, "joeynmt_version": str(cfg.get("joeynmt_version", "")),
                     "checkpoint": ckpt.resolve().name, "architecture": model.config, "tokenizers": tok_info,
@@ -309,7 +339,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
                     # unset the length limit depends on the batch (max_length_batch_factor)
                     "batch": {"batch_size": testing.get("batch_size", 64),
                               "batch_type": testing.get("batch_type", "sentence")}}
-    return ImportedModel(model=model.eval(), src_vocab=src_tokens, tgt_vocab=tgt_tokens, tokenizer=tokenizer,
+    return ImportedModel(model=model.eval(), src_vocab=src_tokens, tgt_vocab=tgt_tokens, tokenizer=text.tokenizer,
+                         text=text, text_files=text_files,
                          framing=Framing(prepend_bos=False, append_eos=True, decoder_start=tgt_sp.bos),
                          search=search, model_config=model_config, format=FORMAT, warnings=warnings)
 
