@@ -299,3 +299,8 @@ def test_export_and_translate_print_g2p_en_predictions(tmp_path: Path, capsys: A
                                  capsys, monkeypatch)
         assert code == 0, err
         assert out.splitlines() == want
+    # the text path lowercases as G2p.__call__ does: "Cairnwiouss" is spelled like "cairnwiouss"
+    words = (FIXTURE / "words.txt").read_text().splitlines()
+    code, out, _ = run_cli("s2s", ["translate", str(tmp_path / "a"), words[0].capitalize(), words[0]],
+                           capsys, monkeypatch)
+    assert code == 0 and out.splitlines() == [want[0], want[0]]

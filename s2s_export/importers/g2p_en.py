@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..conventions import Framing, SearchDefaults
+from ..conventions import Framing, SearchDefaults, Text, TextSide
 from ..errors import CheckpointError, MissingDependencyError, Problem, one_line
 from ..models.seq2seq import gru_cell
 from .base import ImportedModel
@@ -192,6 +192,7 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
               "normalize": "lower"}  # G2p.__call__ lowercases text before predict
     return ImportedModel(
         model=model, src_vocab=list(GRAPHEMES), tgt_vocab=list(PHONEMES), tokenizer="char:word",
+        text=Text(src=TextSide(kind="char", lowercase=True), tgt=TextSide(kind="word")),  # G2p.__call__: lower()
         framing=Framing(prepend_bos=False, append_eos=True, decoder_start=None),  # start: target <s>
         search=SearchDefaults(style="s2s", beam_size=1, n_best=1, max_length=MAX_PREDICTED),
         model_config=config, format=FORMAT)
