@@ -81,6 +81,16 @@ def export(
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
+                                            help="both sides' tokenizers: char, word or SRC:TGT such as char:word "
+                                                 "(default: the model's)"),
+    src_tokenizer: Optional[str] = typer.Option(None, "--src-tokenizer",
+                                                help="the source tokenizer: char, word, pretokenized, "
+                                                     "sentencepiece:FILE, bpe:CODES or hf:FILE (default: the model's)"),
+    tgt_tokenizer: Optional[str] = typer.Option(None, "--tgt-tokenizer", help="the target tokenizer (as --src-tokenizer)"),
+    normalize: Optional[str] = typer.Option(None, "--normalize",
+                                            help="normalise input text: lower, nfc, nfkc (comma-separated), or none "
+                                                 "(default: the model's)"),
     source_format: Optional[str] = typer.Option(None, "--from",
                                                 help="the model's format: s2s, opennmt, joeynmt or g2p_en "
                                                      "(default: detected)"),
@@ -95,7 +105,8 @@ def export(
         out = output if output is not None else model.with_name(f"{model.stem}_bundle")
     bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
                           verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt,
-                          source_format=source_format)
+                          source_format=source_format, tokenizer=tokenizer, src_tokenizer=src_tokenizer,
+                          tgt_tokenizer=tgt_tokenizer, normalize=normalize)
     for warning in bundle.warnings:
         typer.echo(f"warning: {warning}", err=True)
     files = sorted(bundle.manifest.files) + ["manifest.json"]

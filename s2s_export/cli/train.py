@@ -10,6 +10,10 @@ import typer
 from .common import handle_errors
 
 
+TOKENIZER_HELP = ("the {side} side's tokenizer: char, word, pretokenized, sentencepiece:FILE, bpe:CODES or hf:FILE "
+                  "(default: the task's)")
+
+
 def _options(**values: Optional[Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -30,6 +34,8 @@ def train_command(
     dropout: Optional[float] = typer.Option(None, "--dropout", help="override dropout"),
     eval_every: int = typer.Option(0, "--eval-every", help="print dev metrics every N steps (0: never)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
+    src_tokenizer: Optional[str] = typer.Option(None, "--src-tokenizer", help=TOKENIZER_HELP.format(side="source")),
+    tgt_tokenizer: Optional[str] = typer.Option(None, "--tgt-tokenizer", help=TOKENIZER_HELP.format(side="target")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line"),
 ) -> None:
     """Train a preset on a task and save a checkpoint; prints the test-split metrics."""
@@ -49,7 +55,8 @@ def train_command(
         torch.set_num_threads(threads)
     overrides = _options(emb_size=emb, enc_hidden=enc_hidden, dec_hidden=dec_hidden, dropout=dropout)
     ckpt = train(preset, task, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
-                 teacher_forcing=teacher_forcing, progress=not quiet, eval_every=eval_every, **overrides)
+                 teacher_forcing=teacher_forcing, progress=not quiet, eval_every=eval_every,
+                 src_tokenizer=src_tokenizer, tgt_tokenizer=tgt_tokenizer, **overrides)
     save_checkpoint(output, ckpt)
     m = ckpt.meta.get("metrics", {}).get("test", {})
     ter = "PER" if task == "g2p" else "token error rate"

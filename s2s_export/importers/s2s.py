@@ -25,7 +25,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
     return ImportedModel(model=ckpt.model, src_vocab=list(ckpt.src_vocab.tokens), tgt_vocab=list(ckpt.tgt_vocab.tokens),
                          tokenizer=ckpt.tokenizer, framing=Framing(), search=SearchDefaults(),
-                         model_config=ckpt.config.to_dict(), format=FORMAT, meta=dict(ckpt.meta))
+                         model_config=ckpt.config.to_dict(), format=FORMAT, meta=dict(ckpt.meta),
+                         text=ckpt.text, text_files=dict(ckpt.text_files))
 
 
 def describe(path: Path) -> dict[str, Any]:

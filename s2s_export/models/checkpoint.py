@@ -4,7 +4,9 @@ Contents (plain containers and tensors only)::
 
     {"format": "s2s-export-checkpoint", "version": 1, "config": {...ModelConfig...},
      "src_vocab": [...], "tgt_vocab": [...], "specials": {"pad": 0, "bos": 1, "eos": 2, "unk": 3},
-     "tokenizer": "char" | "word", "state_dict": {...}, "meta": {...}}
+     "tokenizer": "char" | "word" | "SRC:TGT", "state_dict": {...}, "meta": {...},
+     "text": {"src": {...}, "tgt": {...}},           optional: conventions.Text (tokenizers...)
+     "text_files": {"src.sentencepiece.model": b"..."}}  optional: the tokenizer files it names
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..conventions import Text
 from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
 from .config import ModelConfig
@@ -35,6 +38,8 @@ class Checkpoint:
     tgt_vocab: Vocab
     tokenizer: str = "char"  # "char", "word" or "SRC:TGT" (vocab.tokenizer_kinds)
     meta: dict[str, Any] = field(default_factory=dict)
+    text: Text | None = None  # both sides' text processing when more than ``tokenizer`` says
+    text_files: dict[str, bytes] = field(default_factory=dict)  # the tokenizer files ``text`` names
 
     @property
     def config(self) -> ModelConfig:
@@ -49,6 +54,9 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()},
         "meta": ckpt.meta,
     }
+    if ckpt.text is not None:
+        data["text"] = ckpt.text.model_dump()
+        data["text_files"] = dict(ckpt.text_files)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -122,14 +130,33 @@ def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
             f"do not match the vocabularies ({len(src_vocab)}, {len(tgt_vocab)})",
             "save the checkpoint with the vocabularies it was trained with")
     tokenizer = data.get("tokenizer", "char")
-    try:
-        tokenizer_kinds(tokenizer)
-    except BadInputError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    text, text_files = _text(path, data)
+    if text is None:
+        try:
+            tokenizer_kinds(tokenizer)
+        except BadInputError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
     model = Seq2Seq(config)
     try:
         model.load_state_dict(data["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: config and weights do not match ({one_line(exc)})",
                               "use the config the weights were trained with") from None
-    return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta", {})))
+    return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta", {})), text, text_files)
+
+
+def _text(path: Path, data: dict[str, Any]) -> tuple[Text | None, dict[str, bytes]]:
+    """The optional ``text``/``text_files`` of a checkpoint, validated (``CheckpointError``)."""
+    if data.get("text") is None:
+        return None, {}
+    try:
+        text = Text.model_validate(data["text"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its text section is invalid ({one_line(exc, 200)})",
+                              "save it with s2s_export.models.save_checkpoint") from None
+    files = data.get("text_files") or {}
+    needed = {f for f in (text.src.file, text.tgt.file) if f is not None}
+    if not isinstance(files, dict) or not all(isinstance(files.get(n), bytes) for n in needed):
+        raise CheckpointError(f"{path}: the tokenizer files {sorted(needed)} are not in the checkpoint",
+                              "save it with s2s_export.models.save_checkpoint")
+    return text, {n: files[n] for n in needed}

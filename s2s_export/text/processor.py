@@ -29,17 +29,21 @@ class Tokenizer(Protocol):
         ...
 
 
-def load_tokenizer(side: TextSide, directory: str | os.PathLike[str] | None = None) -> Tokenizer:
-    """The tokenizer of ``side``; a file-based one reads ``directory / side.file``."""
+def load_tokenizer(side: TextSide, directory: str | os.PathLike[str] | None = None,
+                   path: str | os.PathLike[str] | None = None) -> Tokenizer:
+    """The tokenizer of ``side``; a file-based one reads ``path``, else ``directory / side.file``
+    (a bundle: the file must stay inside it)."""
     module, cls = MODULES[side.kind]
     make = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
     if side.file is None:
         return make(side)  # type: ignore[no-any-return]
-    if directory is None:
-        raise ValueError(f"the {side.kind} tokenizer needs the directory that holds {side.file}")
-    from ..bundle import bundle_path
+    if path is None:
+        if directory is None:
+            raise ValueError(f"the {side.kind} tokenizer needs the directory that holds {side.file}")
+        from ..bundle import bundle_path
 
-    return make(side, bundle_path(directory, side.file))  # type: ignore[no-any-return]
+        path = bundle_path(directory, side.file)
+    return make(side, Path(path))  # type: ignore[no-any-return]
 
 
 def normalize(text: str, side: TextSide) -> str:
@@ -52,9 +56,10 @@ def normalize(text: str, side: TextSide) -> str:
 class TextProcessor:
     """One side of a bundle: ``tokenize(text)`` (normalised first) and ``detokenize(tokens)``."""
 
-    def __init__(self, side: TextSide, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, side: TextSide, directory: str | os.PathLike[str] | None = None,
+                 path: str | os.PathLike[str] | None = None) -> None:
         self.side = side
-        self.tokenizer = load_tokenizer(side, directory)
+        self.tokenizer = load_tokenizer(side, directory, path)
 
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.tokenize(normalize(text, self.side))

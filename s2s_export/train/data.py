@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ConfigError, MissingDependencyError
+from ..text import TextProcessor
 from ..vocab import Vocab
 
 Pair = tuple[tuple[str, ...], tuple[str, ...]]
@@ -130,6 +131,29 @@ def g2p_task() -> Task:
     src_vocab = Vocab.build([tuple("abcdefghijklmnopqrstuvwxyz")])
     tgt_vocab = Vocab.build(t for _, t in splits["train"])
     return Task("g2p", "char", "word", splits["train"], splits["dev"], splits["test"], src_vocab, tgt_vocab)
+
+
+def retokenize(task: Task, src: TextProcessor | None, tgt: TextProcessor | None) -> Task:
+    """``task`` with one or both sides re-tokenized: each pair's text (its tokens joined as the
+    task's tokenizer joins them) through the given processor; the vocabulary of a re-tokenized
+    side is built from every split (a subword model may cut test words into pieces no training
+    word has: they are tokens, not unknowns)."""
+    from ..vocab import detokenize
+
+    def side(pairs: list[Pair], which: int, proc: TextProcessor | None, kind: str) -> list[tuple[str, ...]]:
+        seqs = [p[which] for p in pairs]
+        return seqs if proc is None else [tuple(proc.tokenize(detokenize(s, kind))) for s in seqs]
+
+    splits = {}
+    for name in ("train", "dev", "test"):
+        pairs = getattr(task, name)
+        splits[name] = list(zip(side(pairs, 0, src, task.src_tokenizer), side(pairs, 1, tgt, task.tgt_tokenizer)))
+    every = [p for pairs in splits.values() for p in pairs]
+    src_vocab = task.src_vocab if src is None else Vocab.build(s for s, _ in every)
+    tgt_vocab = task.tgt_vocab if tgt is None else Vocab.build(t for _, t in every)
+    return Task(task.name, task.src_tokenizer if src is None else src.side.kind,
+                task.tgt_tokenizer if tgt is None else tgt.side.kind, splits["train"], splits["dev"],
+                splits["test"], src_vocab, tgt_vocab)
 
 
 def load_task(name: str, seed: int = 0, **kwargs: object) -> Task:

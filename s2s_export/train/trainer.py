@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..conventions import Text, TextSide
 from ..errors import ConfigError
 from ..models import Checkpoint, ModelConfig, PRESETS, Seq2Seq, preset_config
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 from . import metrics
-from .data import Pair, Task, load_task
+from .data import Pair, Task, load_task, retokenize
 
 
 def pad(seqs: Sequence[Sequence[int]]) -> Tensor:
@@ -127,14 +128,34 @@ def build_config(model: str | ModelConfig, task: Task, **overrides: Any) -> Mode
     return preset_config(model, **sizes, **overrides)
 
 
+def _retokenized(data: Task, src_spec: str | None, tgt_spec: str | None) -> tuple[Task, Text, dict[str, bytes]]:
+    """The task re-tokenized with the given specs, the ``Text`` a checkpoint records, the files."""
+    from ..text import TextProcessor, parse_spec
+
+    sides, procs, files = {}, {}, {}
+    for side, spec, kind in (("src", src_spec, data.src_tokenizer), ("tgt", tgt_spec, data.tgt_tokenizer)):
+        if spec is None:
+            sides[side], procs[side] = TextSide(kind=kind), None  # type: ignore[arg-type]
+            continue
+        sides[side], path = parse_spec(spec, side)
+        procs[side] = TextProcessor(sides[side], path=path)
+        if path is not None:
+            files[str(sides[side].file)] = path.read_bytes()
+    return retokenize(data, procs["src"], procs["tgt"]), Text(src=sides["src"], tgt=sides["tgt"]), files
+
+
 def train(model: str | ModelConfig, task: str | Task, steps: int = 1000, seed: int = 0,
           batch_size: int = 64, lr: float = 3e-3, teacher_forcing: float = 1.0, clip: float = 1.0,
           progress: bool = True, eval_every: int = 0, evaluate_on: str | None = "test",
-          **overrides: Any) -> Checkpoint:
+          src_tokenizer: str | None = None, tgt_tokenizer: str | None = None, **overrides: Any) -> Checkpoint:
     """Train a preset (name) or ``ModelConfig`` on a task (name or ``Task``) and return the
     checkpoint, in eval mode, with ``meta`` = task, preset, hyper-parameters, final loss and the
     greedy metrics on the ``evaluate_on`` split (``None``: skip). ``overrides`` change config
-    fields (``emb_size=32``...). ``eval_every`` > 0 prints dev metrics (500 evenly spaced pairs)."""
+    fields (``emb_size=32``...). ``eval_every`` > 0 prints dev metrics (500 evenly spaced pairs).
+    ``src_tokenizer``/``tgt_tokenizer``: re-tokenize a side of the task with a tokenizer spec
+    (``sentencepiece:FILE``, ``bpe:CODES``, ``hf:FILE``, ``word``, ``pretokenized``, ``char``);
+    the checkpoint then carries the text processing and its files (``s2s-export`` copies them
+    into the bundle)."""
     if isinstance(model, str) and model not in PRESETS:
         raise ConfigError(f"unknown preset {model!r}", f"choose one of: {', '.join(PRESETS)}")
     if steps < 1 or batch_size < 1 or lr <= 0 or not 0.0 <= teacher_forcing <= 1.0:
@@ -142,13 +163,17 @@ def train(model: str | ModelConfig, task: str | Task, steps: int = 1000, seed: i
                           f"teacher_forcing={teacher_forcing})",
                           "use steps >= 1, batch_size >= 1, lr > 0, 0 <= teacher_forcing <= 1")
     data = load_task(task) if isinstance(task, str) else task
+    text, text_files = None, {}
+    if src_tokenizer is not None or tgt_tokenizer is not None:
+        data, text, text_files = _retokenized(data, src_tokenizer, tgt_tokenizer)
     if not data.train:
         raise ConfigError(f"task {data.name!r} has no training pairs", "generate more data")
     config = build_config(model, data, **overrides)
 
     torch.manual_seed(seed)
     net = Seq2Seq(config)
-    ckpt = Checkpoint(net, data.src_vocab, data.tgt_vocab, tokenizer_spec(data))
+    ckpt = Checkpoint(net, data.src_vocab, data.tgt_vocab, tokenizer_spec(data) if text is None else text.tokenizer,
+                      text=text, text_files=text_files)
     encoded = [(data.src_vocab.encode(s, add_eos=True), data.tgt_vocab.encode(t)) for s, t in data.train]
     rng = np.random.default_rng(seed)
     order: list[int] = []
