@@ -194,10 +194,14 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     existing ``out_dir`` (only on success). ``tokenizer``: default the checkpoint's, else
     ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add dynamic INT8
     graphs for the CPU (``s2s_export.int8``). ``trt``: then add the
-    FP16 graphs and TensorRT engines (``add_tensorrt``; without TensorRT or a GPU it raises
-    ``UnsupportedError`` after the ONNX and FP16 bundle is written).
+    FP16 graphs and TensorRT engines (``tensorrt.builder.fp16_hook``; without TensorRT or a GPU it
+    raises ``UnsupportedError`` after the ONNX and FP16 bundle is written). Everything is written
+    in one ``atomic_dir`` transaction: a failure or interrupt at any point leaves a previous
+    bundle as it was. A package ``int8``/``trt`` need that is not installed raises
+    ``MissingDependencyError`` before any work.
     """
     _check_args(opset, topk, max_batch, max_src_len)
+    _check_extras(int8, trt)
     src = _resolve(model_or_path, trust_pickle)
     tokenizer = tokenizer or src.tokenizer
     try:
@@ -231,24 +235,42 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
             specials=specials, tokenizer=tokenizer, io=io, opset=opset,
             max_batch=max_batch, max_src_len=max_src_len,
             graphs={"fp32": dict(FP32_GRAPHS)}, versions=versions())
+        hook = None
+        # one transaction: the graphs, INT8 and FP16 included, replace a previous bundle together
         with atomic_dir(out_dir, force=force) as tmp:
             _write(tmp, model, contract.static_names, contract.state_names, io, manifest, src_size, opset)
             manifest.trt_compat = _trt_compat(tmp)
             if verify:
                 manifest.parity = _verify(tmp, model, io, src_size, max_batch, max_src_len)
-                manifest.save(tmp)
+            if int8:
+                from ..int8 import quantize_into
+
+                quantize_into(tmp, manifest)
+            if trt:
+                from ..tensorrt.builder import fp16_hook
+
+                hook = fp16_hook(tmp, manifest)
+            manifest.save(tmp)
     finally:
         model.train(was_training)
     bundle = Bundle(Path(out_dir).absolute(), manifest, manifest.parity)
-    if int8:
-        from ..bundle import load_manifest
-        from ..int8 import quantize_bundle
+    if hook is not None and hook.unsupported is not None:
+        from ..tensorrt.builder import engines_missing
 
-        quantize_bundle(bundle.path)
-        bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity)
-    if trt:
-        bundle = add_tensorrt(bundle)
+        raise engines_missing(hook.unsupported, bundle.path)
     return bundle
+
+
+def _check_extras(int8: bool, trt: bool) -> None:
+    """A missing package for ``--int8`` or ``--trt`` fails before any work (exit 2 naming it)."""
+    if int8:
+        from ..int8 import require_quantizer
+
+        require_quantizer()
+    if trt:
+        from ..errors import require
+
+        require("onnxconverter_common", "export")
 
 
 def _write(tmp: Path, model: nn.Module, static_names: list[str], state_names: list[str], io: BundleIO,
