@@ -7,12 +7,17 @@ Exit codes: 0 ok, 1 usage (existing output without --force, bad option), 2 unsup
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: the signal handlers first, before the imports below
+    from s2s_export import interrupts as _interrupts
+
+    _interrupts.install()
+
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .common import handle_errors, run_app
+from .common import handle_errors, run_app, version_option
 
 app = typer.Typer(name="s2s-export", add_completion=False, pretty_exceptions_enable=False,
                   help="Export an attention seq2seq checkpoint to ONNX (encoder + decoder step).")
@@ -53,8 +58,13 @@ def summary_lines(path: Path, files: list[str], parity: dict[str, Any]) -> list[
     return lines
 
 
+# the library's parameter names, as the user typed them here
+FLAGS = {"max_batch": "--max-batch", "max_src_len": "--max-src-len", "topk": "--topk", "opset": "--opset",
+         "trust_pickle": "--trust-pickle"}
+
+
 @app.command()
-@handle_errors
+@handle_errors(flags=FLAGS)
 def export(
     model: Path = typer.Argument(..., help="checkpoint (model.pt) written by `s2s train` or save_checkpoint"),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
@@ -69,6 +79,7 @@ def export(
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
+    version: bool = version_option(),
 ) -> None:
     """Export MODEL to an encoder + single-step decoder ONNX bundle with manifest.json."""
     from ..export import export_model
