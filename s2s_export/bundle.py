@@ -197,6 +197,8 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
         raise OutputExistsError(f"output directory {target} already exists",
                                 "pass --force to replace it, or choose another -o")
     parent = target.parent
+    if parent.exists() and not parent.is_dir():
+        raise BundleError(f"cannot write to {parent} (a file, not a directory)", "choose another -o")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))

@@ -178,6 +178,12 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
      4, ("mismatch.pt", "config and weights do not match")),
     ("output-is-a-file", "s2s-export",
      lambda t, c, b: [str(c), "-o", str(_write(t / "f", "x")), "--no-verify"], 1, ("is not a directory",)),
+    ("output-parent-is-a-file", "s2s-export",
+     lambda t, c, b: [str(c), "-o", str(_write(t / "f", "x") / "b"), "--no-verify"], 4,
+     ("cannot write to", "a file, not a directory")),
+    ("output-dangling-symlink", "s2s-export",
+     lambda t, c, b: [str(c), "-o", str(_symlink(t / "link", t / "gone")), "--no-verify"], 1,
+     ("exists and is not a directory",)),
     ("export-max-batch-negative", "s2s-export", lambda t, c, b: [str(c), "-o", str(t / "o"), "--max-batch", "-1"],
      1, ("--max-batch must be >= 1 (got -1)", "pass a positive --max-batch")),
     ("export-max-src-len-negative", "s2s-export",
@@ -265,6 +271,11 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _symlink(path: Path, to: Path) -> Path:
+    path.symlink_to(to)
     return path
 
 

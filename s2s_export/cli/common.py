@@ -9,6 +9,7 @@ included: missing file, disk full, permission denied), 129/130/143 SIGHUP/SIGINT
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -51,7 +52,8 @@ def unexpected(exc: Exception) -> S2SError:
     reported as a bug (exit 1)."""
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
         return missing_dependency(exc.name or "")
-    resource = resource_error(exc)
+    # out of memory or threads (an OSError counts only as ENOMEM: EAGAIN is not always threads)
+    resource = resource_error(exc) if not isinstance(exc, OSError) or exc.errno == errno.ENOMEM else None
     if resource is not None:
         return resource
     if isinstance(exc, OSError):
