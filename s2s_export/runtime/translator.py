@@ -114,8 +114,9 @@ class Translator:
         ``translator.backend.name``). ``precision``: ``fp32``, ``fp16`` or ``int8`` graphs;
         None = the backend's own (TensorRT: fp16 engines, ONNX Runtime: fp32). ONNX Runtime's CPU
         threads: ``intra_op_threads`` (default min(4, cores); more than the cores this process may
-        use is capped to them with a ``RuntimeWarning``, see ``threads.check_threads``) and ``spinning``: ``step`` (default:
-        the step session's threads busy-wait between steps, fastest on a dedicated machine),
+        use is capped to them with a ``RuntimeWarning``, see ``threads.check_threads``) and
+        ``spinning``: ``step`` (default: the step session's threads busy-wait between steps,
+        fastest on a dedicated machine),
         ``off`` (kindest to a machine shared with other busy processes) or ``all``."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")

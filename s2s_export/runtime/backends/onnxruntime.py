@@ -9,10 +9,10 @@ when asked) come to the host. On the CPU the same values are numpy arrays passed
 benchmarks/). ``keep`` gathers static rows on the host and re-wraps them: it runs only when
 the batch layout changes, not every step.
 
-Session defaults: ``intra_op_threads`` = min(4, cores this process may use; more are capped), one inter-op thread, all graph
-optimizations, and ``spinning="step"``: the decoder-step session's pool threads busy-wait
-between runs (a step comes every ~0.1-1 ms; a sleeping pool pays a wake-up in every parallel
-operator), the encoder's sleep (two spinning pools oversubscribe a small machine: every few
+Session defaults: ``intra_op_threads`` = min(4, cores this process may use; more are capped),
+one inter-op thread, all graph optimizations, and ``spinning="step"``: the decoder-step
+session's pool threads busy-wait between runs (a step comes every ~0.1-1 ms; a sleeping pool
+pays a wake-up in every parallel operator), the encoder's sleep (two spinning pools oversubscribe a small machine: every few
 steps one stalls for a scheduler tick). Measured in benchmarks/README.md: on a quiet 2-core
 machine "step" beats "off" 1.2-2x in greedy decoding and beats "all"; on a machine shared with
 other busy processes use ``spinning="off"`` (it degrades least there). No custom-op library is
