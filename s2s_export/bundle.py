@@ -21,6 +21,7 @@ conventions. Writes are atomic
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import interrupts
 from .conventions import FORMAT1, Conventions, Framing, SearchDefaults, Specials, Text
 from .errors import BundleError, OutputExistsError
 from .graphio import BundleIO
@@ -193,14 +195,25 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
 
     ``copy_from`` seeds the temporary directory with an existing bundle (used to add files to a
     bundle: quantize, build-engines). On any exception (KeyboardInterrupt included) the temporary
-    directory is removed and ``target`` is left as it was."""
+    directory is removed and ``target`` is left as it was; so it is when a signal ends a
+    command-line tool (``s2s_export.interrupts``: the same cleanup runs from the handler).
+
+    Without ``force`` (and without ``copy_from``) an existing ``target`` is refused twice: before
+    any work and by the final rename itself, which fails when another process created ``target``
+    meanwhile (``rename`` does not replace a non-empty directory): of two exports racing for one
+    output directory exactly one succeeds, the other raises ``OutputExistsError``. With ``force``
+    the previous ``target`` is moved aside, the new one renamed in, the old one removed; the
+    renames run as one ``interrupts.deferred()`` section."""
     target = Path(target).absolute()
-    if target.exists() and not target.is_dir():
+    if os.path.lexists(target) and not target.is_dir():  # a file, or a dangling symbolic link
         raise OutputExistsError(f"output {target} exists and is not a directory", "choose another -o")
-    if target.exists() and not force and copy_from is None:
+    replace = force or copy_from is not None
+    if target.exists() and not replace:
         raise OutputExistsError(f"output directory {target} already exists",
                                 "pass --force to replace it, or choose another -o")
     parent = target.parent
+    if parent.exists() and not parent.is_dir():
+        raise BundleError(f"cannot write to {parent} (a file, not a directory)", "choose another -o")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
@@ -210,26 +223,53 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     except OSError as exc:
         raise BundleError(f"cannot write to {parent} ({exc.strerror})",
                           "choose a writable output directory") from None
-    old: Path | None = None
+    moved: list[Path] = []  # the previous target, once moved aside (.old-*)
+
+    def rollback() -> None:
+        """Undo everything not committed (also run by the signal handler, at any bytecode)."""
+        if moved and moved[0].exists() and not target.exists():
+            os.replace(moved[0], target)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    token = interrupts.on_interrupt(rollback)
     committed = False
     try:
         if copy_from is not None:
             shutil.copytree(copy_from, tmp, dirs_exist_ok=True)
         yield tmp
-        if target.exists():
-            old = parent / tmp.name.replace(".tmp-", ".old-", 1)  # unique, like tmp
-            os.replace(target, old)
-        os.replace(tmp, target)
-        committed = True
+        with interrupts.deferred():
+            if replace:
+                if target.exists():
+                    moved.append(parent / tmp.name.replace(".tmp-", ".old-", 1))  # unique, like tmp
+                    os.replace(target, moved[0])
+                os.replace(tmp, target)
+            else:
+                _rename_new(tmp, target)
+            committed = True
+            interrupts.discard(token)
+            if moved:  # a signal from here on only has the old copy left to remove
+                token = interrupts.on_interrupt(lambda: shutil.rmtree(moved[0], ignore_errors=True))
     except BaseException as exc:
-        # interrupted between the two renames: put the previous bundle back
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not committed:
+            rollback()
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             raise BundleError(f"writing {target} failed ({exc.strerror or exc}); nothing was changed",
                               "free disk space or choose a writable output directory") from None
         raise
     finally:
-        if committed and old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if committed and moved:
+            shutil.rmtree(moved[0], ignore_errors=True)
+        interrupts.discard(token)
+
+
+def _rename_new(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``, refusing a ``target`` that appeared meanwhile
+    (``OutputExistsError``; ``rename`` replaces only an empty directory)."""
+    try:
+        os.rename(tmp, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise OutputExistsError(f"output directory {target} was created by another process while "
+                                    "this one was writing it (left unchanged)",
+                                    "pass --force to replace it, or choose another -o") from None
+        raise

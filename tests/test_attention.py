@@ -1,4 +1,4 @@
-"""Attention modules against direct, loop-based numpy versions of shared/reference/attention.md.
+"""Attention modules against direct, loop-based numpy versions of docs/attention.md.
 
 Positions are 0-based here and in the modules (s = 0..S-1, local-m p_t = t for the 0-based step
 t), which is the reference's 1-based convention shifted by one on both sides.

@@ -104,7 +104,7 @@ def test_missing_and_bad_models_exit_4(tmp_path: Path, capsys, monkeypatch) -> N
 def test_usage_errors_exit_1(model_pt: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run("s2s-export", [str(model_pt), "--opset", "12", "--no-verify"], capsys, monkeypatch)
     assert code == 1
-    assert err.splitlines() == ["error: opset 12 is not supported by the TorchScript exporter; "
+    assert err.splitlines() == ["error: --opset 12 is not supported by the TorchScript exporter; "
                                 "use --opset between 17 and 20"]
     code, out, err = run("s2s-export", [str(model_pt), "--bogus"], capsys, monkeypatch)
     assert code == 1
@@ -167,3 +167,39 @@ def test_inspect_bundle_and_checkpoint(model_pt: Path, tmp_path: Path, capsys, m
     assert code == 4 and "encoder.onnx does not match its sha256" in err
     code, out, err = run("s2s", ["inspect", str(out_dir), "--no-verify"], capsys, monkeypatch)
     assert code == 0 and "hashes not checked" in out
+
+
+# ---------------------------------------------------------------- what a new user meets (issue 14, item 11)
+def _commands() -> dict[str, list[str]]:
+    """argv prefix of every command of both console scripts."""
+    import typer
+
+    from s2s_export.cli.main import app
+
+    group = typer.main.get_command(app)
+    return {"s2s-export": [], "s2s": [], **{f"s2s {name}": [name] for name in group.commands}}  # type: ignore[attr-defined]
+
+
+def test_help_has_no_type_labels_on_flags_and_a_plain_usage_line(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--help of every command: no ``<bool>`` label on flags, arguments in the usage line as
+    MODEL / BUNDLE / [TEXTS]..., never ``{model}``."""
+    for name, argv in _commands().items():
+        entry = "s2s-export" if name == "s2s-export" else "s2s"
+        code, out, err = run(entry, [*argv, "--help"], capsys, monkeypatch)
+        assert code == 0, (name, err)
+        usage = next(line for line in out.splitlines() if "Usage:" in line)
+        assert "<bool>" not in out and "{" not in usage and "}" not in usage, (name, usage)
+    code, out, _ = run("s2s-export", ["--help"], capsys, monkeypatch)
+    assert "Usage: s2s-export [OPTIONS] MODEL" in out
+    code, out, _ = run("s2s", ["translate", "--help"], capsys, monkeypatch)
+    assert "Usage: s2s translate [OPTIONS] BUNDLE [TEXTS]..." in out
+    for flag in ("-o", "--output", "--scores", "--n-best", "--on-error", "--search-style", "--full-distribution"):
+        assert flag in out, flag
+
+
+def test_version(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from s2s_export import __version__
+
+    for entry in ("s2s-export", "s2s"):
+        code, out, err = run(entry, ["--version"], capsys, monkeypatch)
+        assert (code, out, err) == (0, f"s2s-export {__version__}\n", "")

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -70,13 +71,24 @@ def cli(entry: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeyp
     return run_cli(entry, argv, capsys, monkeypatch, stdin)
 
 
+# the library's parameter names: CLI messages name the flags the user typed instead
+PYTHON_NAMES = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_length", "length_penalty",
+                "no_repeat_ngram_size", "full_distribution", "intra_op_threads", "max_batch_size", "max_batch",
+                "max_src_len", "trust_pickle", "topk", "search_style")
+
+
 def one_error(err: str, *needles: str) -> str:
-    """stderr is exactly one ``error: problem; fix`` line holding every needle."""
+    """stderr is exactly one ``error: problem; fix`` line holding every needle, naming no
+    Python parameter where a flag was typed, and never "this is a bug"."""
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "; " in lines[0], err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+    assert "this is a bug" not in lines[0] and "unexpected" not in lines[0], lines[0]
+    text = lines[0].replace("the bundle's max_src_len", "")  # a property of the bundle, not a flag
+    named = [n for n in PYTHON_NAMES if re.search(rf"(?<![\w./-]){n}(?![\w-])", text)]
+    assert not named, (named, lines[0])
     return lines[0]
 
 
@@ -166,12 +178,18 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
      4, ("mismatch.pt", "config and weights do not match")),
     ("output-is-a-file", "s2s-export",
      lambda t, c, b: [str(c), "-o", str(_write(t / "f", "x")), "--no-verify"], 1, ("is not a directory",)),
+    ("output-parent-is-a-file", "s2s-export",
+     lambda t, c, b: [str(c), "-o", str(_write(t / "f", "x") / "b"), "--no-verify"], 4,
+     ("cannot write to", "a file, not a directory")),
+    ("output-dangling-symlink", "s2s-export",
+     lambda t, c, b: [str(c), "-o", str(_symlink(t / "link", t / "gone")), "--no-verify"], 1,
+     ("exists and is not a directory",)),
     ("export-max-batch-negative", "s2s-export", lambda t, c, b: [str(c), "-o", str(t / "o"), "--max-batch", "-1"],
-     1, ("max_batch must be >= 1 (got -1)", "--max-batch")),
+     1, ("--max-batch must be >= 1 (got -1)", "pass a positive --max-batch")),
     ("export-max-src-len-negative", "s2s-export",
-     lambda t, c, b: [str(c), "-o", str(t / "o"), "--max-src-len", "-1"], 1, ("max_src_len must be >= 1",)),
+     lambda t, c, b: [str(c), "-o", str(t / "o"), "--max-src-len", "-1"], 1, ("--max-src-len must be >= 1",)),
     ("export-topk-0", "s2s-export", lambda t, c, b: [str(c), "-o", str(t / "o"), "--topk", "0"],
-     1, ("topk must be >= 1",)),
+     1, ("--topk must be >= 1",)),
     ("export-option-not-a-number", "s2s-export", lambda t, c, b: [str(c), "--max-batch", "many"],
      1, ("--max-batch", "see 's2s-export --help'")),
     ("export-unknown-option", "s2s-export", lambda t, c, b: [str(c), "--bogus"], 1, ("--bogus", "--help")),
@@ -216,25 +234,35 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
      4, ("other.onnx has no sha256",)),
     ("checkpoint-as-bundle", "s2s", lambda t, c, b: ["translate", str(c), "abc"], 4, ("not a bundle directory",)),
     # inputs and options of s2s translate
-    ("over-long-line-in-file", "s2s",
-     lambda t, c, b: ["translate", str(b), "-i", str(_write(t / "in.txt", "ab\n\ncd\n" + "a" * 40 + "\nef\n"))],
-     4, ("input 3 has 41 source tokens", "max_src_len 32", "--max-src-len 41")),
+    ("over-long-line-first-in-file", "s2s",
+     lambda t, c, b: ["translate", str(b), "-i", str(_write(t / "in.txt", "a" * 40 + "\nab\n\ncd\nef\n"))],
+     4, ("in.txt line 1 has 41 source tokens", "max_src_len 32", "--max-src-len 41")),
     ("input-is-a-directory", "s2s", lambda t, c, b: ["translate", str(b), "-i", str(t)], 4, ("cannot read",)),
     ("max-length-negative", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--max-length", "-1"],
-     1, ("max_length must be >= 1 (got -1)",)),
+     1, ("--max-length must be >= 1 (got -1)",)),
     ("batch-size-negative", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--batch-size", "-1"],
      1, ("--batch-size must be >= 1 (got -1)",)),
     ("min-length-negative", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--min-length", "-1"],
-     1, ("min_length must be >= 0",)),
+     1, ("--min-length must be >= 0",)),
     ("ratio-negative", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--max-length-ratio", "-1"],
-     1, ("max_length_ratio must be > 0",)),
+     1, ("--max-length-ratio must be > 0",)),
     ("ngram-negative", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--no-repeat-ngram-size", "-1"],
-     1, ("no_repeat_ngram_size must be >= 0",)),
+     1, ("--no-repeat-ngram-size must be >= 0",)),
     ("threads-zero", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--threads", "0"],
-     1, ("intra_op_threads must be >= 1",)),
+     1, ("--threads must be >= 1 (got 0)",)),
     ("spinning-unknown", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--spinning", "always"],
-     1, ("spinning 'always' is unknown", "off, step, all")),
-    ("n-best-zero", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--n-best", "0"], 1, ("n_best must be >= 1",)),
+     1, ("--spinning 'always' is unknown", "off, step, all")),
+    ("n-best-zero", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--n-best", "0"], 1, ("--n-best must be >= 1",)),
+    ("beam-over-topk", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--beam", "12"],
+     1, ("--beam 12 exceeds the bundle's top-K (8)", "--topk 13", "--full-distribution")),
+    ("threads-not-a-number", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--threads", "many"],
+     1, ("--threads", "see 's2s translate --help'")),
+    ("on-error-unknown", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--on-error", "continue"],
+     1, ("--on-error 'continue' is unknown", "stop, skip")),
+    ("output-into-missing-directory", "s2s",
+     lambda t, c, b: ["translate", str(b), "abc", "-o", str(t / "missing" / "out.txt")], 4, ("cannot write",)),
+    ("argument-not-utf8", "s2s", lambda t, c, b: ["translate", str(b), "ab\udcffc"],
+     4, ("argument 1 is not UTF-8 text", "iconv")),
     ("beam-not-a-number", "s2s", lambda t, c, b: ["translate", str(b), "abc", "--beam", "wide"],
      1, ("--beam", "see 's2s translate --help'")),
     ("missing-bundle-argument", "s2s", lambda t, c, b: ["translate"], 1, ("Missing argument",)),
@@ -243,6 +271,11 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _symlink(path: Path, to: Path) -> Path:
+    path.symlink_to(to)
     return path
 
 
@@ -302,8 +335,8 @@ def test_every_line_gets_one_output_line(bundle: Path, translator: Translator, t
 
 def test_output_is_streamed_in_chunks(bundle: Path, translator: Translator, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inputs are translated and printed chunk by chunk (memory stays flat on any corpus); an
-    over-long line anywhere is refused before anything is printed (see the matrix)."""
+    """Inputs are translated and printed chunk by chunk (memory stays flat on any corpus); the
+    first call, with no input, checks the options (test_cli_translate: streaming, --on-error)."""
     from s2s_export.cli import translate as translate_cli
 
     inputs = ["".join(random.Random(i).choice("abcdefghij") for _ in range(i % 7)) for i in range(50)]
@@ -320,7 +353,7 @@ def test_output_is_streamed_in_chunks(bundle: Path, translator: Translator, tmp_
     monkeypatch.setattr(translate_cli, "CHUNK_BATCHES", 2)
     code, out, err = cli("s2s", ["translate", str(bundle), "-i", str(f), "--batch-size", "8"], capsys, monkeypatch)
     assert code == 0, err
-    assert sizes == [16, 16, 16, 2]
+    assert sizes == [0, 16, 16, 16, 2]
     monkeypatch.undo()
     assert out.splitlines() == [h[0].text for h in translator.translate(inputs)]
 
@@ -512,6 +545,236 @@ def test_real_signal_during_export(sig: signal.Signals, trained: Path, bundle: P
     if sig == signal.SIGINT:
         assert err.strip().splitlines()[-1] == "interrupted"
     assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- racing exports (issue 14, item 5)
+def test_two_writers_racing_for_one_output_directory(tmp_path: Path) -> None:
+    """Two ``atomic_dir`` writers without --force that both passed the existence check: the
+    final rename refuses the target the other one created, so exactly one succeeds; the
+    target holds the winner's files; nothing is left over."""
+    import threading
+
+    from s2s_export.bundle import atomic_dir
+    from s2s_export.errors import OutputExistsError
+
+    target = tmp_path / "new_dir"
+    both_inside = threading.Barrier(2, timeout=30)
+    outcome: dict[str, Any] = {}
+
+    def write(name: str) -> None:
+        try:
+            with atomic_dir(target) as tmp:
+                (tmp / "manifest.json").write_text(name)
+                both_inside.wait()  # both have checked that target does not exist
+            outcome[name] = "ok"
+        except OutputExistsError as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [name for name, result in outcome.items() if result == "ok"]
+    (loser,) = [result for result in outcome.values() if result != "ok"]
+    assert len(winners) == 1 and (target / "manifest.json").read_text() == winners[0]
+    assert "was created by another process while this one was writing it" in str(loser)
+    assert "--force" in str(loser) and loser.exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new_dir"]
+
+
+def test_export_loses_the_race_cleanly(trained: Path, bundle: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's side of the race: another export commits ``-o new_dir`` while this one
+    writes (no --force): exit 1, one line, the other's bundle untouched, nothing left over."""
+    from s2s_export.export import api
+
+    out = tmp_path / "new_dir"
+    real = api._trt_compat
+
+    def the_other_export_commits_first(tmp: Path) -> Any:
+        shutil.copytree(bundle, out)
+        return real(tmp)
+
+    monkeypatch.setattr(api, "_trt_compat", the_other_export_commits_first)
+    code, stdout, err = cli("s2s-export", [str(trained), "-o", str(out), "--no-verify"], capsys, monkeypatch)
+    assert code == 1 and stdout == ""
+    one_error(err, f"output directory {out} was created by another process", "--force")
+    assert snapshot(out) == snapshot(bundle) and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- signals at any moment (item 6)
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(mask >> (int(sig) - 1) & 1)
+
+
+LAUNCH_EXPORT = "import sys; from s2s_export.cli.launch import export; export()"  # the console script
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads SigCgt from /proc/PID/status (Linux)")
+def test_signals_at_early_moments_of_export(trained: Path, bundle: Path, tmp_path: Path) -> None:
+    """SIGTERM/SIGINT at several moments of start-up (imports of typer, torch, onnx: the first
+    second), from the moment the console script's handler is installed: always exit 143/130,
+    one line, the previous bundle untouched, nothing left over. Each moment is bounded."""
+    out = copy_bundle(bundle, tmp_path / "out")  # max_src_len 32: a finished export would differ
+    before = snapshot(out)
+    tried = 0
+    for sig, delay, launcher in [(signal.SIGTERM, 0.0, "script"), (signal.SIGTERM, 0.05, "script"),
+                                 (signal.SIGTERM, 0.15, "-m"), (signal.SIGTERM, 0.3, "script"),
+                                 (signal.SIGTERM, 0.6, "-m"), (signal.SIGINT, 0.0, "script"),
+                                 (signal.SIGINT, 0.4, "script")]:
+        head = ["-c", LAUNCH_EXPORT] if launcher == "script" else ["-m", "s2s_export.cli.export"]
+        proc = subprocess.Popen([sys.executable, *head, str(trained), "-o", str(out), "--force"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # SIGTERM is caught once our handler is installed (SIGINT is Python's from the start)
+            deadline = time.monotonic() + 30
+            while not _catches(proc.pid, signal.SIGTERM) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert _catches(proc.pid, signal.SIGTERM), "the handler was never installed"
+            time.sleep(delay)
+            if proc.poll() is not None:  # a fast machine finished first: this moment is not tested
+                continue
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        tried += 1
+        assert proc.returncode == 128 + sig, (sig, delay, proc.returncode, err)
+        assert err.strip().splitlines()[-1] == ("interrupted" if sig == signal.SIGINT else "terminated"), err
+        assert "Traceback" not in err and not any(line.startswith("error:") for line in err.splitlines()), err
+        assert snapshot(out) == before and leftovers(tmp_path) == [], (sig, delay)
+    assert tried >= 4
+
+
+def test_export_with_int8_is_one_transaction(trained: Path, bundle: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--force --int8`` interrupted while quantizing, after the fp32 graphs were written:
+    the previous bundle is untouched (the fp32 graphs never replaced it alone)."""
+    import s2s_export.int8 as int8
+
+    out = copy_bundle(bundle, tmp_path / "out")
+    before = snapshot(out)
+
+    def interrupted(src: Any, dst: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(int8, "quantize_graph", interrupted)
+    code, stdout, err = cli("s2s-export", [str(trained), "-o", str(out), "--force", "--no-verify", "--int8"],
+                            capsys, monkeypatch)
+    assert code == 130 and err.strip() == "interrupted"
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- errors that tell the truth (item 10)
+class _Exec:
+    """An object whose pickle calls ``os.system``: torch's weights-only loader refuses the
+    blocked module with "Trying to load unsupported GLOBAL posix.system ..."."""
+
+    def __reduce__(self) -> Any:
+        return (os.system, ("true",))
+
+
+def test_refused_pickles_get_the_trust_pickle_explanation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every way torch's weights-only loader refuses a pickled object (a blocked module's
+    GLOBAL, a global that is not allowed, a REDUCE of an unknown function) is reported as
+    pickled objects + --trust-pickle, in full, never cut in the middle of a word."""
+    path = tmp_path / "evil.pt"
+    torch.save({"run": _Exec()}, path)
+    code, out, err = cli("s2s-export", [str(path), "-o", str(tmp_path / "b")], capsys, monkeypatch)
+    assert code == 4
+    line = one_error(err, "evil.pt contains pickled Python objects", "arbitrary code", "--trust-pickle")
+    assert line.endswith("if you trust its author")
+    assert not (tmp_path / "b").exists()
+
+
+def test_messages_are_never_cut_in_the_middle_of_a_word() -> None:
+    from s2s_export.errors import one_line, shorten
+
+    text = "pthread_create failed: Resource temporarily unavailable " * 10
+    cut = one_line(RuntimeError(text), 100)
+    assert len(cut) <= 100 and cut.endswith("...") and text.startswith(cut[:-3])
+    assert cut[:-3].split()[-1] in text.split()  # the last word is whole
+    assert shorten("short message", 100) == "short message" and one_line(ValueError()) == "ValueError"
+
+
+def test_quantize_without_onnx_names_the_missing_package(bundle: Path, tmp_path: Path) -> None:
+    """A runtime-only install (no onnx): ``s2s quantize`` names the package to install (exit 2),
+    never "re-export the bundle" (exit 4)."""
+    b = copy_bundle(bundle, tmp_path / "b")
+    before = snapshot(b)
+    code = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "onnx":
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+from s2s_export.cli.main import main
+sys.argv = ["s2s", "quantize", {str(b)!r}]
+main()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    line = one_error(proc.stderr, "onnx is not installed", "pip install 's2s-export[export]'")
+    assert "re-export" not in line
+    assert snapshot(b) == before and leftovers(tmp_path) == []
+
+
+def test_build_engines_without_tensorrt_says_where_to_run_it(bundle: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without TensorRT (or a GPU), ``s2s build-engines`` says what to install and where to run
+    it; it never tells the user to run the command they are running."""
+    from s2s_export.errors import UnsupportedError
+    from s2s_export.tensorrt import builder
+
+    def missing() -> Any:
+        raise UnsupportedError("TensorRT is not installed here (No module named 'tensorrt')", builder.BUILD_HINT)
+
+    monkeypatch.setattr(builder, "import_tensorrt", missing)  # whatever this machine has
+    b = copy_bundle(bundle, tmp_path / "b")
+    code, out, err = cli("s2s", ["build-engines", str(b)], capsys, monkeypatch)
+    assert code == 2
+    line = one_error(err, "TensorRT is not installed here", "run this command on the target device",
+                     "pip install 's2s-export[gpu]'")
+    assert "build-engines" not in line
+
+
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RLIMIT_AS"), reason="needs RLIMIT_AS (POSIX)")
+def test_out_of_threads_is_not_a_corrupted_bundle(bundle: Path) -> None:
+    """A process that cannot start ONNX Runtime's threads (address space limited just above
+    what it uses: pthread_create fails for the thread stacks) is told so, exit 2, never
+    "corrupted, re-export the bundle" nor "this is a bug"."""
+    code = f"""
+import resource, sys
+import numpy, onnxruntime
+from s2s_export.cli.main import main
+import s2s_export.runtime.backends.onnxruntime
+try:
+    import typer._adapters  # typer imports it (and pydantic) lazily while parsing
+except ImportError:
+    pass
+sys.argv = ["s2s", "translate", {str(bundle)!r}, "abc", "--threads", "2"]
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (4 << 20), resource.RLIM_INFINITY))
+main()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    line = one_error(proc.stderr)
+    assert "could not start a thread" in line or "ran out of memory" in line, line
+    assert "re-export" not in line and "corrupted" not in line and proc.stdout == ""
 
 
 # ---------------------------------------------------------------- untrusted files

@@ -10,13 +10,12 @@ noisy: keep it quiet, and compare ratios measured in one run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import handle_errors
+from .common import cli_threads, handle_errors
 
 
 @handle_errors
@@ -68,7 +67,7 @@ def bench(
     sources = [s[:limit] for s in sources]
     spec = BenchSpec(bundle=bundle, model=model, sources=sources, name=bundle.name,
                      combos=combos(parse_ints(batch, "batch"), parse_ints(beam, "beam")),
-                     threads=parse_ints(threads, "threads"), torch_grid=not no_tuning, iters=iters, warmup=warmup, rounds=rounds,
+                     threads=_threads(parse_ints(threads, "threads")), torch_grid=not no_tuning, iters=iters, warmup=warmup, rounds=rounds,
                      step_iters=step_iters, encoder_iters=encoder_iters, sentences=sentences,
                      max_length=max_length, max_length_ratio=max_length_ratio,
                      trust_pickle=trust_pickle).validate()
@@ -78,10 +77,17 @@ def bench(
     typer.echo(markdown(summary))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"result": result, "summary": summary}, indent=1))
+        from .textio import dumps
+
+        json_out.write_text(dumps({"result": result, "summary": summary}, indent=1))  # strict JSON
         typer.echo(f"wrote {json_out}", err=True)
     if summary["failed"]:
         raise typer.Exit(4)
+
+
+def _threads(counts: tuple[int, ...]) -> tuple[int, ...]:
+    """Thread counts capped to the cores (a warning each), duplicates dropped, order kept."""
+    return tuple(dict.fromkeys(cli_threads(n, "--threads") or 1 for n in counts))
 
 
 def register(app: typer.Typer) -> None:

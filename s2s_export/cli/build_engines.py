@@ -9,10 +9,14 @@ import typer
 
 from .common import handle_errors
 
+# the library's parameter names, as the user typed them here
+FLAGS = {"max_batch": "--max-batch", "max_src_len": "--max-src-len", "workspace_mb": "--workspace",
+         "opt_batch": "--opt-batch", "opt_src_len": "--opt-src-len"}
+
 
 def register(app: typer.Typer) -> None:
     @app.command("build-engines")
-    @handle_errors
+    @handle_errors(flags=FLAGS)
     def build_engines_cmd(
         bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
         max_batch: Optional[int] = typer.Option(

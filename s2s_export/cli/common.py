@@ -1,21 +1,27 @@
-"""Shared CLI plumbing: error mapping (exception tree -> one-line messages + exit codes).
+"""Shared CLI plumbing: error mapping (exception tree -> one-line messages + exit codes), the
+library's parameter names replaced by the command's flags in messages, signals, help output.
 
-Exit codes: 0 ok, 1 usage (and unexpected errors, reported as bugs), 2 unsupported here,
-3 parity failed, 4 bad input (OS errors included: missing file, disk full, permission denied),
-130 interrupted.
+Exit codes: 0 ok, 1 usage (and unexpected errors, reported as bugs), 2 unsupported here (a
+missing package, no GPU, out of threads or memory), 3 parity failed, 4 bad input (OS errors
+included: missing file, disk full, permission denied), 129/130/143 SIGHUP/SIGINT/SIGTERM
+(``s2s_export.interrupts``).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import click
 import typer
 
-from ..errors import BadInputError, EXTRAS, S2SError, missing_dependency, one_line
+from .. import __version__, interrupts
+from ..errors import (BadInputError, EXTRAS, Problem, S2SError, UsageError, missing_dependency, one_line,
+                      resource_error)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,11 +46,16 @@ def report(error: S2SError) -> None:
 
 
 def unexpected(exc: Exception) -> S2SError:
-    """An exception outside the tree as one ``S2SError``: an OS error (disk full, permission
-    denied, ...) is bad input (exit 4); a missing optional package names its install command
-    (exit 2); anything else is reported as a bug (exit 1)."""
+    """An exception outside the tree as one ``S2SError``: running out of memory or threads is
+    this machine's limit (exit 2); an OS error (disk full, permission denied, ...) is bad input
+    (exit 4); a missing optional package names its install command (exit 2); anything else is
+    reported as a bug (exit 1)."""
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
         return missing_dependency(exc.name or "")
+    # out of memory or threads (an OSError counts only as ENOMEM: EAGAIN is not always threads)
+    resource = resource_error(exc) if not isinstance(exc, OSError) or exc.errno == errno.ENOMEM else None
+    if resource is not None:
+        return resource
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return BadInputError(f"{where}{exc.strerror or one_line(exc)}",
@@ -53,17 +64,41 @@ def unexpected(exc: Exception) -> S2SError:
                     f"this is a bug: rerun with {DEBUG_ENV}=1 for the traceback and report it")
 
 
-def handle_errors(fn: F) -> F:
-    """Decorator for CLI commands: S2SError -> messages on stderr and its exit code; Ctrl-C ->
-    "interrupted" and exit 130; any other exception -> one line (``unexpected``), never a
-    traceback (unless ``S2S_DEBUG=1``). A broken stdout pipe is left to typer (exit 1, quiet)."""
+def with_flags(error: S2SError, flags: Mapping[str, str]) -> S2SError:
+    """``error`` with the library's parameter names replaced by the command's flags (``flags``:
+    parameter -> flag): ``intra_op_threads must be >= 1`` -> ``--threads must be >= 1``,
+    ``pass full_distribution=True`` -> ``pass --full-distribution``, ``max_length=5`` ->
+    ``--max-length 5``. Whole identifiers only (``max_length`` is not part of
+    ``max_length_ratio``), never inside a flag already there (``--topk``)."""
+    def rename(text: str) -> str:
+        for param, flag in flags.items():
+            name = rf"(?<![\w-]){re.escape(param)}(?!\w)"
+            text = re.sub(name + r"=True\b", flag, text)
+            text = re.sub(name + r"=", flag + " ", text)
+            text = re.sub(name, flag, text)
+        return text
+
+    renamed = [Problem(rename(p.what), rename(p.fix)) for p in error.problems]
+    out = type(error).__new__(type(error))
+    S2SError.__init__(out, renamed)
+    return out
+
+
+def handle_errors(fn: F | None = None, *, flags: Mapping[str, str] | None = None) -> Any:
+    """Decorator for CLI commands (``@handle_errors`` or ``@handle_errors(flags={...})``):
+    S2SError -> messages on stderr (parameter names replaced by ``flags``, see ``with_flags``)
+    and its exit code; Ctrl-C -> "interrupted" and exit 130; any other exception -> one line
+    (``unexpected``), never a traceback (unless ``S2S_DEBUG=1``). A broken stdout pipe is left
+    to typer (exit 1, quiet)."""
+    if fn is None:
+        return functools.partial(handle_errors, flags=flags)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except S2SError as exc:
-            report(exc)
+            report(with_flags(exc, flags or {}))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -80,19 +115,69 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: atomic writes clean up
+def cli_threads(value: int | None, flag: str) -> int | None:
+    """A thread-count flag: below 1 refused (exit 1); more than the cores this process may use
+    capped to them, with a warning on stderr (no thread is ever made for the excess)."""
+    from ..runtime.threads import available_cores
+
+    if value is None:
+        return None
+    if value < 1:
+        raise UsageError(f"{flag} must be >= 1 (got {value})", f"pass a positive {flag} (or leave it out)")
+    cores = available_cores()
+    if value > cores:
+        typer.echo(f"warning: {flag} {value} is more than the {cores} CPU cores this process may use; "
+                   f"using {cores}", err=True)
+        return cores
+    return value
+
+
+def show_version(value: bool) -> None:
+    """Callback of ``--version`` (eager): print the version and exit 0."""
+    if value:
+        typer.echo(f"s2s-export {__version__}")
+        raise typer.Exit(0)
+
+
+def version_option() -> Any:
+    return typer.Option(False, "--version", callback=show_version, is_eager=True,
+                        help="print the version and exit")
+
+
+def _tidy_help() -> None:
+    """Help output as click prints it: flags without a ``<bool>`` type label, arguments in the
+    usage line as ``MODEL`` / ``[TEXTS]...`` (newer typer prints ``{model}``). Applied to
+    typer's parameter classes only where they have these methods (older typer already does)."""
+    core = getattr(typer, "core", None)
+    option = getattr(core, "TyperOption", None)
+    if option is not None and hasattr(option, "display_type_rich") and not hasattr(option, "_s2s_tidy"):
+        original = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> Any:
+            if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+                return None
+            return original(self, ctx)
+
+        option.display_type_rich = display_type_rich
+        option._s2s_tidy = True
+    argument = getattr(core, "TyperArgument", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+        def usage_name(self: Any) -> str:
+            name = (self.metavar or self.name or "").upper()
+            name = name if self.required else f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        argument._usage_display_name = usage_name
+
+
+_tidy_help()
 
 
 def run_app(app: typer.Typer) -> None:
     """Run a Typer app: click's usage errors -> one ``error:`` line and exit 1 (not click's 2);
-    Ctrl-C -> exit 130; SIGTERM unwinds (temporary directories are removed) -> exit 143."""
-    import signal
-    import threading
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+    SIGINT/SIGTERM/SIGHUP -> cleanups, then exit 130/143/129 (``interrupts``: installed here
+    unless the console script's launcher did it first)."""
+    previous = interrupts.install()
     try:
         # prog_name: messages and help say "s2s ..." however it was started (python -m, tests)
         code = app(standalone_mode=False, prog_name=app.info.name or None)
@@ -111,7 +196,14 @@ def run_app(app: typer.Typer) -> None:
     except S2SError as exc:  # raised outside a decorated command
         report(exc)
         sys.exit(exc.exit_code)
+    except (*CLI_FLOW, BrokenPipeError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - outside a command too (typer's parsing imports lazily)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        error = unexpected(exc)
+        report(error)
+        sys.exit(error.exit_code)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        interrupts.restore(previous)
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,12 +7,17 @@ Exit codes: 0 ok, 1 usage (existing output without --force, bad option), 2 unsup
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: the signal handlers first, before the imports below
+    from s2s_export import interrupts as _interrupts
+
+    _interrupts.install()
+
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .common import handle_errors, run_app
+from .common import handle_errors, run_app, version_option
 
 app = typer.Typer(name="s2s-export", add_completion=False, pretty_exceptions_enable=False,
                   help="Export an attention seq2seq checkpoint to ONNX (encoder + decoder step).")
@@ -64,8 +69,13 @@ def packaged_model(source_format: Optional[str]) -> Path:
     return Path(locate())
 
 
+# the library's parameter names, as the user typed them here
+FLAGS = {"max_batch": "--max-batch", "max_src_len": "--max-src-len", "topk": "--topk", "opset": "--opset",
+         "trust_pickle": "--trust-pickle"}
+
+
 @app.command()
-@handle_errors
+@handle_errors(flags=FLAGS)
 def export(
     model: Optional[Path] = typer.Argument(None, help="the model: an s2s-export model.pt, an OpenNMT-py checkpoint, a Joey NMT "
                                            "model directory (or its .ckpt), g2p_en's checkpoint20.npz"),
@@ -94,6 +104,7 @@ def export(
     source_format: Optional[str] = typer.Option(None, "--from",
                                                 help="the model's format: s2s, opennmt, joeynmt or g2p_en "
                                                      "(default: detected)"),
+    version: bool = version_option(),
 ) -> None:
     """Export MODEL to an encoder + single-step decoder ONNX bundle with manifest.json."""
     from ..export import export_model

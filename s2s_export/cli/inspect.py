@@ -124,7 +124,9 @@ def inspect_command(
     else:
         raise BadInputError(f"{path} does not exist", "pass a checkpoint file or a bundle directory")
     if as_json:
-        typer.echo(json.dumps(info, indent=1, default=str))
+        from .textio import dumps
+
+        typer.echo(dumps(info, indent=1))  # strict JSON: a non-finite figure is null
     else:
         for line in lines:
             typer.echo(line)

@@ -4,12 +4,17 @@ only when they run."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: the signal handlers first, before the imports below
+    from s2s_export import interrupts as _interrupts
+
+    _interrupts.install()
+
 import importlib
 import importlib.util
 
 import typer
 
-from .common import run_app
+from .common import run_app, version_option
 
 COMMANDS = ("train", "translate", "verify", "bench", "inspect", "build_engines", "quantize")
 
@@ -18,7 +23,7 @@ app = typer.Typer(name="s2s", no_args_is_help=True, add_completion=False, pretty
 
 
 @app.callback()
-def _root() -> None:
+def _root(version: bool = version_option()) -> None:
     """s2s-export toolbox (the callback keeps a lone registered command a subcommand)."""
 
 

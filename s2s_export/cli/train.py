@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import handle_errors
+from .common import cli_threads, handle_errors
 
 
 TOKENIZER_HELP = ("the {side} side's tokenizer: char, word, pretokenized, sentencepiece:FILE, bpe:CODES or hf:FILE "
@@ -51,6 +51,7 @@ def train_command(
 
     from ..train.trainer import train
 
+    threads = cli_threads(threads, "--threads")  # never more torch threads than cores
     if threads is not None:
         torch.set_num_threads(threads)
     overrides = _options(emb_size=emb, enc_hidden=enc_hidden, dec_hidden=dec_hidden, dropout=dropout)

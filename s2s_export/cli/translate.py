@@ -1,60 +1,73 @@
-"""``s2s translate BUNDLE [TEXT ...] [-i FILE]``: translate with the torch-free runtime.
+"""``s2s translate BUNDLE [TEXT ...] [-i FILE] [-o FILE]``: translate with the torch-free runtime.
 
 Input: the TEXT arguments, else the lines of ``-i FILE`` (``-`` = stdin), else the lines of
-stdin. Output (stdout): one line per input; with ``--n-best N`` the N hypotheses of an input
-are on its line separated by tabs, best first; with ``--json`` one JSON object per input:
-``{"input": ..., "hypotheses": [{"text", "tokens", "score"}, ...]}``. A progress bar goes to
-stderr when reading a file. ``--plot-attention FILE.png`` draws the attention of the first
-input's best hypothesis (needs matplotlib). Exit codes: 1 bad options (e.g. ``--beam 0``),
-2 missing dependency/backend, 4 unreadable input (missing file, not UTF-8) or bundle.
+stdin, streamed (``textio.LineReader``): chunks of ``--batch-size`` x ``CHUNK_BATCHES`` lines
+(at most ``CHUNK_MAX_LINES``), a chunk ending early when no further line is ready, each chunk's
+answers written in input order and flushed as soon as it is done; memory stays flat on any
+input. Output (stdout, or ``-o FILE`` written atomically): the formats of ``textio`` (plain
+``TEXT``; with ``--n-best`` or ``--scores`` ``TEXT<TAB>SCORE`` per hypothesis; ``--json`` one
+object per input). A line that cannot be translated (longer than the bundle's max_src_len, not
+UTF-8) stops the command with exit 4 naming its 1-based line number, after the lines before it
+were written (to stdout; ``-o FILE`` is left unchanged); ``--on-error skip`` writes an empty
+result for it and a warning on stderr instead. Search options left out take the bundle's
+defaults: only the ones given are passed to ``Translator.translate_ids``. A progress bar goes to
+stderr when reading a file and stderr is a terminal. ``--plot-attention FILE.png`` draws the attention of the first
+input's best hypothesis (needs matplotlib: the ``plot`` extra). Exit codes: 1 bad options (e.g.
+``--beam 0``), 2 missing dependency/backend or out of threads/memory, 4 unreadable input or
+bundle, 130/143 interrupted.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 
-from .common import handle_errors
+from .common import cli_threads, handle_errors
+
+CHUNK_BATCHES = 16  # lines translated (then written) at a time: 16 batches ...
+CHUNK_MAX_LINES = 4096  # ... but never more lines than this (a huge --batch-size keeps memory flat)
+ON_ERROR = ("stop", "skip")
+
+# the library's parameter names -> this command's flags (search options: passed only when given)
+SEARCH_FLAGS = {"beam_size": "--beam", "n_best": "--n-best", "max_length": "--max-length",
+                "max_length_ratio": "--max-length-ratio", "min_length": "--min-length",
+                "length_penalty": "--length-penalty", "alpha": "--alpha",
+                "no_repeat_ngram_size": "--no-repeat-ngram-size", "full_distribution": "--full-distribution",
+                "search_style": "--search-style"}
+FLAGS = {**SEARCH_FLAGS, "max_batch_size": "--batch-size", "intra_op_threads": "--threads",
+         "spinning": "--spinning", "precision": "--precision"}
 
 
-CHUNK_BATCHES = 16  # inputs translated (then printed) at a time: 16 batches
+def search_options(**given: Any) -> dict[str, Any]:
+    """The search options the user gave (None, and a False flag, = not given: the bundle's
+    default applies), as ``Translator.translate_ids`` keyword arguments."""
+    return {k: v for k, v in given.items() if v is not None and v is not False}
 
 
 def read_inputs(texts: Optional[list[str]], input_file: Optional[Path]) -> list[str]:
-    """The inputs: TEXT arguments, the lines of a file (``-``: stdin) or the lines of stdin."""
+    """All inputs at once (for commands that need a list, e.g. ``s2s bench --inputs``): TEXT
+    arguments, or the lines of a file (``-``: stdin) or of stdin; the first unusable line raises
+    ``BadInputError`` naming it."""
+    import contextlib
+
     from ..errors import BadInputError, UsageError
+    from .textio import LineReader, argument_lines, open_input
 
     if texts and input_file is not None:
         raise UsageError("pass TEXT arguments or -i FILE, not both", "choose one input")
     if texts:
-        return list(texts)
-    if input_file is not None and str(input_file) != "-":
-        try:
-            data = input_file.read_bytes()
-        except OSError as exc:
-            raise BadInputError(f"cannot read {input_file} ({exc.strerror})", "pass an existing text file") from None
-        name = str(input_file)
+        lines = argument_lines(texts)
     else:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("no input", "pass TEXT, -i FILE, or pipe lines on stdin")
-        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-        name = "stdin"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{name} is not UTF-8 text (byte {exc.start})",
-                            "convert it to UTF-8 (e.g. iconv -t utf-8)") from None
-    # lines end at "\n" only (str.splitlines would also split at \f, \x1c, \u2028, ...:
-    # one output line per input line); a trailing "\r" (CRLF files) is dropped
-    lines = text.removeprefix("\ufeff").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+        stream, name, _ = open_input(input_file)
+        with stream if input_file is not None and str(input_file) != "-" else contextlib.nullcontext():
+            lines = [line for chunk in LineReader(stream, name).chunks(1 << 12) for line in chunk]
+    for line in lines:
+        if line.problem is not None:
+            raise BadInputError([line.problem])
+    return [line.text for line in lines]
 
 
 def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
@@ -80,89 +93,188 @@ def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
         plt.close(fig)
 
 
-@handle_errors
+@handle_errors(flags=FLAGS)
 def translate_command(
     bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
     texts: Optional[list[str]] = typer.Argument(None, help="texts to translate (default: -i FILE or stdin)"),
     input_file: Optional[Path] = typer.Option(None, "-i", "--input", help="read one input per line ('-': stdin)"),
-    beam: int = typer.Option(1, "--beam", help="beam size (1: greedy)"),
-    n_best: int = typer.Option(1, "--n-best", help="hypotheses per input (<= beam), tab-separated"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="write here (atomically: replaced at the end) instead of stdout"),
+    beam: Optional[int] = typer.Option(None, "--beam", help="beam size (1: greedy) [default: the bundle's]"),
+    n_best: Optional[int] = typer.Option(None, "--n-best",
+                                         help="hypotheses per input (<= beam): N lines TEXT<TAB>SCORE each"),
+    scores: bool = typer.Option(False, "--scores", help="TEXT<TAB>SCORE lines (the score of each hypothesis)"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per input: input, hypotheses "
+                                                        "(text, tokens, ids, score)"),
     batch_size: int = typer.Option(64, "--batch-size", help="sentences per batch"),
-    max_length: int = typer.Option(200, "--max-length", help="most output tokens (EOS included)"),
+    max_length: Optional[int] = typer.Option(None, "--max-length",
+                                             help="most output tokens (EOS included) [default: the bundle's]"),
     max_length_ratio: Optional[float] = typer.Option(None, "--max-length-ratio",
                                                      help="per input: at most ceil(ratio x source length)"),
-    min_length: int = typer.Option(0, "--min-length", help="least tokens before EOS"),
-    length_penalty: str = typer.Option("none", "--length-penalty", help="none, gnmt or avg"),
-    alpha: float = typer.Option(0.0, "--alpha", help="length penalty exponent"),
-    no_repeat_ngram_size: int = typer.Option(0, "--no-repeat-ngram-size", help="block repeated n-grams (0: off)"),
-    json_out: bool = typer.Option(False, "--json", help="JSON lines with tokens and scores"),
+    min_length: Optional[int] = typer.Option(None, "--min-length", help="least tokens before EOS"),
+    length_penalty: Optional[str] = typer.Option(None, "--length-penalty", help="none, gnmt or avg"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="length penalty exponent"),
+    no_repeat_ngram_size: Optional[int] = typer.Option(None, "--no-repeat-ngram-size",
+                                                       help="block repeated n-grams (0: off)"),
+    full_distribution: bool = typer.Option(False, "--full-distribution",
+                                           help="search over the full log_probs (a beam larger than the "
+                                                "bundle's top-K)"),
+    search_style: Optional[str] = typer.Option(None, "--search-style",
+                                               help="whose search to reproduce: s2s, joeynmt or opennmt "
+                                                    "[default: the bundle's]"),
+    on_error: str = typer.Option("stop", "--on-error",
+                                 help="a line that cannot be translated: stop (exit 4, naming it) or skip "
+                                      "(empty result and a warning)"),
     backend: str = typer.Option("auto", "--backend",
                                 help="auto (tensorrt, then onnxruntime-cuda, then onnxruntime), onnxruntime, "
                                      "onnxruntime-cuda or tensorrt"),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="fp32, fp16 or int8 graphs (default: the backend's own)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="say which backend runs (on stderr)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default min(4, cores))"),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="intra-op threads (default min(4, cores); more than the cores: "
+                                               "capped)"),
     spinning: str = typer.Option("step", "--spinning",
                                  help="ONNX Runtime threads busy-wait between runs: step (default, the decoder "
                                       "step's; fastest on a dedicated machine), off (machine shared with other "
                                       "busy processes) or all"),
-    plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
+    plot: Optional[Path] = typer.Option(None, "--plot-attention",
+                                        help="PNG heatmap of the first input's attention (needs matplotlib: "
+                                             "pip install 's2s-export[plot]')"),
 ) -> None:
-    """Translate TEXT arguments, a file or stdin with a bundle (one output line per input)."""
-    from ..runtime import SearchOptions, Translator
-    from ..vocab import tokenize
+    """Translate TEXT arguments, a file or stdin with a bundle (streamed; outputs in input order)."""
+    from ..errors import ConfigError, UsageError
+    from ..runtime import Translator
+    from .textio import AtomicFile, Formatter, LineReader, argument_lines, open_input
 
-    options: dict[str, Any] = dict(beam_size=beam, n_best=n_best, max_length=max_length, max_length_ratio=max_length_ratio,
-                   min_length=min_length, length_penalty=length_penalty, alpha=alpha,
-                   no_repeat_ngram_size=no_repeat_ngram_size)
-    SearchOptions(**options).validate()  # bad options fail before the bundle is loaded
+    search = search_options(beam_size=beam, n_best=n_best, max_length=max_length,
+                            max_length_ratio=max_length_ratio, min_length=min_length,
+                            length_penalty=length_penalty, alpha=alpha, no_repeat_ngram_size=no_repeat_ngram_size,
+                            full_distribution=full_distribution, search_style=search_style)
     if batch_size < 1:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
+    if on_error not in ON_ERROR:
+        raise UsageError(f"--on-error {on_error!r} is unknown", f"use one of: {', '.join(ON_ERROR)}")
+    if texts and input_file is not None:
+        raise UsageError("pass TEXT arguments or -i FILE, not both", "choose one input")
+    threads = cli_threads(threads, "--threads")
     if plot is not None:  # a missing matplotlib fails before any work, not after the output
         from ..verify.report import require_matplotlib
 
         require_matplotlib("--plot-attention")
-    inputs = read_inputs(texts, input_file)
+    stream: Any = None
+    name, size = "", None
+    if not texts:
+        stream, name, size = open_input(input_file)  # a terminal stdin: refused before loading anything
     translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=threads,
                                  spinning=spinning)
     if verbose:
         typer.echo(f"backend: {translator.backend.name}", err=True)
+    translator.translate_ids([], **search)  # bad or conflicting options fail here, before any input is read
+    formatter = Formatter("json" if json_out else "scores" if (scores or n_best is not None) else "text", n_best)
+    sink: Any = AtomicFile(output) if output is not None else None
+    try:
+        reader = None if texts else LineReader(stream, name)
+        chunks = [argument_lines(texts or [])] if reader is None else reader.chunks(chunk_lines(batch_size))
+        first = _translate_stream(translator, chunks, reader, formatter, sink, on_error, batch_size, search,
+                                  size if reader is not None else None)
+        if sink is not None:
+            sink.commit()
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    finally:
+        if stream is not None and input_file is not None and str(input_file) != "-":
+            stream.close()
+    if plot is not None and first is not None:
+        _plot_first(translator, first, search, plot)
 
-    ids = translator.encode(inputs)  # an over-long input fails here, before any output
 
-    def emit(start: int, stop: int, progress: Any = None) -> None:
-        results = translator.translate_ids(ids[start:stop], max_batch_size=batch_size, progress=progress,
-                                           **options)
-        for text, hyps in zip(inputs[start:stop], results):
-            if json_out:
-                record = {"input": text, "hypotheses": [{"text": h.text, "tokens": h.tokens,
-                                                         "score": round(h.score, 6)} for h in hyps]}
-                typer.echo(json.dumps(record, ensure_ascii=False))
-            else:
-                typer.echo("\t".join(h.text for h in hyps))
+def chunk_lines(batch_size: int) -> int:
+    """Lines per chunk: ``CHUNK_BATCHES`` batches, at most ``CHUNK_MAX_LINES`` (at least 1)."""
+    return max(1, min(batch_size * CHUNK_BATCHES, CHUNK_MAX_LINES))
+
+
+def _translate_stream(translator: Any, chunks: Any, reader: Any, formatter: Any, sink: Any, on_error: str,
+                      batch_size: int, search: dict[str, Any], size: Optional[int]) -> Optional[str]:
+    """Translate and write chunk by chunk (a progress bar over the file's ``size`` bytes when
+    stderr is a terminal); returns the first translated input (for the plot)."""
+    import contextlib
+
+    import click
+
+    from ..errors import BadInputError
+
+    first: Optional[str] = None
+    seen = 0
+    show = bool(size) and sys.stderr is not None and sys.stderr.isatty()  # elsewhere it is only noise
+    progress: Any = (click.progressbar(length=size, label="translating", file=sys.stderr) if show
+                     else contextlib.nullcontext())
+    with progress as bar:
+        for chunk in chunks:
+            items, stop = _checked(translator, chunk, on_error)
+            ids = [i for _, i in items if i is not None]
+            results = iter(translator.translate_ids(ids, max_batch_size=batch_size, **search) if ids else [])
+            out: list[str] = []
+            for line, i in items:
+                out += formatter.lines(line, next(results) if i is not None else None)
+                if first is None and i is not None:
+                    first = line.text
+            _write(sink, out)
+            if stop is not None:
+                raise BadInputError([stop.problem])
+            if bar is not None:
+                bar.update(reader.consumed - seen)
+                seen = reader.consumed
+    return first
+
+
+def _checked(translator: Any, chunk: list[Any], on_error: str) -> tuple[list[tuple[Any, Any]], Any]:
+    """``([(line, source ids or None), ...], stop)``: the chunk's lines, each with its ids (None:
+    unusable, skipped with a warning on stderr), up to the first unusable line when
+    ``on_error`` is ``stop`` (that line is ``stop``; else None)."""
+    from ..errors import BadInputError
+
+    items: list[tuple[Any, Any]] = []
+    for line in chunk:
+        ids = None
+        if line.problem is None:
+            try:  # the bundle's max_src_len, per line (the message names the line)
+                ids = translator.encode([line.text], names=[line.label])[0]
+            except BadInputError as exc:
+                line.problem = exc.problems[0]
+        if line.problem is not None:
+            if on_error == "stop":
+                return items, line
+            typer.echo(f"warning: {line.problem}; skipped (empty result)", err=True)
+        items.append((line, ids))
+    return items, None
+
+
+def _write(sink: Any, lines: list[str]) -> None:
+    """Write a chunk's lines and flush them (stdout, or the ``-o`` file's temporary file)."""
+    if not lines:
+        return
+    text = "".join(line + "\n" for line in lines)
+    if sink is None:
+        sys.stdout.write(text)
         sys.stdout.flush()
-
-    # streamed: chunks of inputs are translated and printed in turn, so memory stays flat on
-    # any number of lines (each chunk is still sorted by length into batches)
-    chunk = max(1, batch_size) * CHUNK_BATCHES
-    if input_file is not None and inputs:
-        with click.progressbar(length=len(inputs), label="translating", file=sys.stderr) as bar:
-            for start in range(0, len(inputs), chunk):
-                emit(start, start + chunk, bar.update)
     else:
-        for start in range(0, len(inputs), chunk):
-            emit(start, start + chunk)
-    if plot is not None and inputs:
-        first = translator.translate(inputs[:1], return_attention=True, **options)[0]
-        if first:
-            best = first[0]
-            xs = tokenize(inputs[0], translator.src_tokenizer) + ["</s>"]  # the source ends with EOS
-            ys = [translator.tgt_vocab.tokens[i] for i in best.ids]
-            plot_attention(best.attention, xs, ys, plot)
-            typer.echo(f"wrote {plot}", err=True)
+        sink.write(text)
+        sink.flush()
+
+
+def _plot_first(translator: Any, text: str, search: dict[str, Any], plot: Path) -> None:
+    from ..vocab import tokenize
+
+    first = translator.translate([text], return_attention=True, **search)[0]
+    if first:
+        best = first[0]
+        xs = tokenize(text, translator.src_tokenizer) + ["</s>"]  # the source ends with EOS
+        ys = [translator.tgt_vocab.tokens[i] for i in best.ids]
+        plot_attention(best.attention, xs, ys, plot)
+        typer.echo(f"wrote {plot}", err=True)
 
 
 def register(app: typer.Typer) -> None:

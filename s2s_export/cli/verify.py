@@ -16,10 +16,15 @@ from typing import Optional
 
 import typer
 
-from .common import handle_errors
+from .common import cli_threads, handle_errors
+
+# the library's parameter names, as the user typed them here
+FLAGS = {"beam_size": "--beam", "max_length": "--max-length", "intra_op_threads": "--threads",
+         "batch_size": "--batch-size", "trust_pickle": "--trust-pickle", "min_exact": "--min-exact",
+         "tie_margin": "--tie-margin"}
 
 
-@handle_errors
+@handle_errors(flags=FLAGS)
 def verify_command(
     bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
     model: Path = typer.Option(..., "--model", "-m", help="the model the bundle was exported from (an s2s-export, "
@@ -57,6 +62,7 @@ def verify_command(
     if beam < 1 or batch_size < 1 or threads < 1 or (max_length is not None and max_length < 1):
         raise UsageError("--beam, --batch-size, --threads and --max-length must be >= 1",
                          "pass positive values")
+    threads = cli_threads(threads, "--threads") or 1
     if precision is not None:
         defaults(precision)  # UsageError for an unknown precision, before any work
     per_output = parse_tol(list(tol or []))

@@ -288,12 +288,16 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     the model's source framing and search defaults (an importer sets its tool's).
     ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add INT8 graphs for
     the CPU (``s2s_export.int8``). ``trt``: then add the FP16 graphs and TensorRT engines
-    (``add_tensorrt``; without TensorRT or a GPU it raises ``UnsupportedError`` after the ONNX and
-    FP16 bundle is written). Errors: ``UsageError`` (exit 1) for bad arguments or a model that
-    does not declare what a bundle needs, ``CheckpointError``/``BadInputError`` (exit 4) for an
-    unreadable model, ``ParityError`` (exit 3).
+    (``tensorrt.builder.fp16_hook``; without TensorRT or a GPU it raises ``UnsupportedError``
+    after the ONNX and FP16 bundle is written). Everything is written in one ``atomic_dir``
+    transaction: a failure or interrupt at any point leaves a previous bundle as it was. Errors:
+    ``UsageError`` (exit 1) for bad arguments or a model that does not declare what a bundle
+    needs, ``MissingDependencyError`` (exit 2, before any work) for a package ``int8``/``trt``
+    need, ``CheckpointError``/``BadInputError`` (exit 4) for an unreadable model,
+    ``ParityError`` (exit 3).
     """
     _check_args(opset, topk, max_batch, max_src_len)
+    _check_extras(int8, trt)
     imported = _resolve(model_or_path, trust_pickle, source_format)
     model = _cpu_float32(imported.model)
     framing = framing or imported.framing
@@ -327,25 +331,44 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
             opset=opset, max_batch=max_batch, max_src_len=max_src_len, src_specials=conv.src,
             tgt_specials=conv.tgt, framing=framing, search=search,
             graphs={"fp32": dict(FP32_GRAPHS)}, versions=versions())
+        hook = None
+        # one transaction: the graphs, INT8 and FP16 included, replace a previous bundle together
         with atomic_dir(out_dir, force=force) as tmp:
             _copy_files(tmp, text_files)
             _write(tmp, model, contract, io, manifest, conv, opset)
             manifest.trt_compat = _trt_compat(tmp)
             if verify:
                 manifest.parity = _verify(tmp, model, io, conv, src_size, max_batch, max_src_len)
+            if int8:
+                from ..int8 import quantize_into
+
+                quantize_into(tmp, manifest)
+            if trt:
+                from ..tensorrt.builder import fp16_hook
+
+                hook = fp16_hook(tmp, manifest)
             manifest.save(tmp)
             load_manifest(tmp)  # the document passes its own schema before it is committed
     finally:
         model.train(was_training)
     bundle = Bundle(Path(out_dir).absolute(), manifest, manifest.parity, warnings)
-    if int8:
-        from ..int8 import quantize_bundle
+    if hook is not None and hook.unsupported is not None:
+        from ..tensorrt.builder import engines_missing
 
-        quantize_bundle(bundle.path)
-        bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity, warnings)
-    if trt:
-        bundle = add_tensorrt(bundle)
+        raise engines_missing(hook.unsupported, bundle.path)
     return bundle
+
+
+def _check_extras(int8: bool, trt: bool) -> None:
+    """A missing package for ``--int8`` or ``--trt`` fails before any work (exit 2 naming it)."""
+    if int8:
+        from ..int8 import require_quantizer
+
+        require_quantizer()
+    if trt:
+        from ..errors import require
+
+        require("onnxconverter_common", "export")
 
 
 def _copy_files(tmp: Path, files: dict[str, Path | bytes]) -> None:

@@ -2,7 +2,7 @@
 
 Exporter: the TorchScript one (``dynamo=False``). It maps ``pack_padded_sequence`` to ONNX
 LSTM/GRU with ``sequence_lens``, so the encoder honours ``src_lengths`` exactly; the dynamo
-exporter cannot, and can silently freeze dynamic axes (``shared/reference/platform.md``).
+exporter cannot, and can silently freeze dynamic axes to the example's sizes.
 
 After the export the graph is made to match its spec exactly:
 

@@ -75,7 +75,7 @@ def _session(path: Path) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # torch runs in the same process (see platform.md)
+    opts.intra_op_num_threads = 1  # torch runs in the same process: two spinning pools on 2 cores collapse
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

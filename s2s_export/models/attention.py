@@ -1,4 +1,4 @@
-"""Attention modules, exactly as ``shared/reference/attention.md`` defines them.
+"""Attention modules, exactly as ``docs/attention.md`` defines them.
 
 Every module has two halves, mirroring the encoder/step split of the exported graphs:
 

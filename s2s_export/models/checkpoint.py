@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..conventions import Text
-from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line
+from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line, shorten
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
@@ -66,6 +66,19 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# what torch's weights-only unpickler says when it refuses a pickled object (torch 2.13,
+# torch/_weights_only_unpickler.py: a GLOBAL that is blocked or not allowed, a REDUCE of an
+# unknown function, NEWOBJ/BUILD of a class not allowlisted); garbage bytes fail otherwise
+# ("Unsupported operand", "String is too long", EOF)
+_OBJECT_REFUSALS = ("global", "reduce for unrecognized function", "can only create new object",
+                    "can only build", "add_safe_globals", "allowlist", "must be imported to load")
+
+
+def _refuses_objects(message: str) -> bool:
+    low = message.lower()
+    return any(marker in low for marker in _OBJECT_REFUSALS)
+
+
 def _read(path: Path, trust_pickle: bool) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file",
@@ -75,7 +88,7 @@ def _read(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # garbage also fails "weights_only", differently
+        if _refuses_objects(str(exc)):  # garbage also fails "weights_only", differently
             raise CheckpointError(
                 f"{path} contains pickled Python objects (e.g. a whole nn.Module), which can run "
                 "arbitrary code when loaded",
@@ -83,7 +96,7 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                 "its author") from None
         text = " ".join(str(exc).split())
         detail = text.partition("WeightsUnpickler error: ")[2].partition(" Check the documentation")[0]
-        detail = (detail or text)[:120]
+        detail = shorten(detail or text, 200)
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({detail})",
                               "pass a model.pt written by `s2s train` or save_checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:

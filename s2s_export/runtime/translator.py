@@ -38,6 +38,7 @@ from ..text import TextProcessor
 from ..vocab import PAD_ID, Vocab
 from .backends.base import DEFAULT_SPINNING, SPINNING, Backend
 from .search import Result, SearchOptions, search
+from .threads import check_threads
 
 # backend name -> (module in backends/, loader function); a loader takes
 # (bundle_dir, manifest, precision, intra_op_threads, spinning) and raises UnsupportedError when
@@ -132,14 +133,14 @@ class Translator:
         and start the backend (``auto``: the first of ``AUTO_ORDER`` that runs here; its name is
         ``translator.backend.name``). ``precision``: ``fp32``, ``fp16`` or ``int8`` graphs;
         None = the backend's own (TensorRT: fp16 engines, ONNX Runtime: fp32). ONNX Runtime's CPU
-        threads: ``intra_op_threads`` (default min(4, cores)) and ``spinning``: ``step`` (default:
-        the step session's threads busy-wait between steps, fastest on a dedicated machine),
+        threads: ``intra_op_threads`` (default min(4, cores); more than the cores this process may
+        use is capped to them with a ``RuntimeWarning``, see ``threads.check_threads``) and
+        ``spinning``: ``step`` (default: the step session's threads busy-wait between steps,
+        fastest on a dedicated machine),
         ``off`` (kindest to a machine shared with other busy processes) or ``all``."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
-        if intra_op_threads is not None and int(intra_op_threads) < 1:
-            raise UsageError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
-                             "pass a positive thread count (or leave it unset)")
+        intra_op_threads = check_threads(intra_op_threads)  # capped to the cores, before any thread exists
         if spinning not in SPINNING:
             raise UsageError(f"spinning {spinning!r} is unknown", f"use one of: {', '.join(SPINNING)}")
         bundle_dir = Path(bundle_dir)
@@ -177,18 +178,19 @@ class Translator:
         unk = self.src_vocab.specials.unk
         return 0 if unk is None else sum(1 for i in ids if i == unk)
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode(self, texts: Sequence[str], names: Sequence[str] | None = None) -> list[list[int]]:
         """Source ids of ``texts`` (the bundle's tokenizer; unknown tokens, and the strings of the
         control tokens, -> unk; no framing), every input checked against ``max_src_len`` (framing
-        included) first (``BadInputError`` naming the input): a caller translating a long list in
-        chunks can refuse it before printing anything."""
+        included) first (``BadInputError`` naming the input: ``input N`` (0-based), or
+        ``names[N]``, e.g. ``"in.txt line 4"``): a caller translating a long list in chunks can
+        refuse it before printing anything."""
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
             raise UsageError("translate takes a list of strings", "pass [text] for one input")
         ids = [self.src_vocab.encode(self.src_text.tokenize(t)) for t in texts]
         limit, extra = self.manifest.max_src_len, self.framing.extra_tokens()
         for n, seq in enumerate(ids):
-            if len(seq) + extra > limit:
-                self._sources([seq], frame=True, first=n)  # raises with the usual message
+            if len(seq) + extra > limit:  # raises with the usual message
+                self._sources([seq], frame=True, first=n, name=None if names is None else names[n])
         return ids
 
     def options(self, **given: Any) -> SearchOptions:
@@ -265,8 +267,10 @@ class Translator:
                 group, longest = [], 0
         return groups + ([group] if group else [])
 
-    def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0) -> list[list[int]]:
-        """Checked source id lists (framed when ``frame``); errors name input ``first + i``."""
+    def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0,
+                 name: str | None = None) -> list[list[int]]:
+        """Checked source id lists (framed when ``frame``); errors name input ``first + i`` (or
+        ``name``)."""
         if (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)
                 or (len(ids) and isinstance(ids[0], (int, np.integer)))):
             raise UsageError("translate_ids takes a list of id lists", "pass [[id, ...], ...]")
@@ -285,7 +289,8 @@ class Translator:
                 raise BadInputError(f"input {n} has token ids outside 0..{vocab - 1}",
                                     "encode it with the bundle's source vocabulary")
             if len(seq) > limit:
-                raise BadInputError(f"input {n} has {len(seq)} source tokens (framing included), more than "
+                raise BadInputError(f"{name or f'input {n}'} has {len(seq)} source tokens (framing included), "
+                                    f"more than "
                                     f"the bundle's max_src_len {limit}",
                                     f"split the input, or re-export with --max-src-len {len(seq)} or more")
             sources.append(seq)

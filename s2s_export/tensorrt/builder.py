@@ -40,6 +40,9 @@ DEFAULT_WORKSPACE_MB = 1024
 BUILD_HINT = ("build the engines on the target device (Jetson or GPU server) with TensorRT >= 10 "
               "and cuda-python installed (pip install 's2s-export[gpu]'; JetPack ships TensorRT): "
               "s2s build-engines BUNDLE [--max-batch N] [--max-src-len N]")
+# the same advice for someone already running s2s build-engines
+RUN_HINT = ("run this command on the target device (an NVIDIA GPU, Jetson or server) with TensorRT >= 10 "
+            "and cuda-python installed there (pip install 's2s-export[gpu]'; JetPack ships TensorRT)")
 
 
 @dataclass(frozen=True)
@@ -262,17 +265,22 @@ def build_engines(bundle_dir: str | os.PathLike[str], max_batch: int | None = No
                   verbose: bool = False) -> list[dict[str, Any]]:
     """``s2s build-engines``: build the engines of an existing bundle in place (atomically).
 
-    Missing FP16 graphs are made first from the float32 ones (needs onnx and the ``fp16`` extra)."""
+    Missing FP16 graphs are made first from the float32 ones (needs the ``export`` extra).
+    ``UnsupportedError`` (exit 2) before any work when TensorRT or a GPU is missing, saying
+    where to run the command and what to install there."""
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
-    import_tensorrt()  # fail fast (exit 2) before copying anything
-    gpu_info(device)
-    with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
-        if "fp16" not in manifest.graphs:
-            write_fp16_graphs(tmp, manifest)
-        entries = build_into(tmp, manifest, max_batch, max_src_len, workspace_mb, opt_batch,
-                             opt_src_len, device, verbose)
-        manifest.save(tmp)
+    try:
+        import_tensorrt()  # fail fast (exit 2) before copying anything
+        gpu_info(device)
+        with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
+            if "fp16" not in manifest.graphs:
+                write_fp16_graphs(tmp, manifest)
+            entries = build_into(tmp, manifest, max_batch, max_src_len, workspace_mb, opt_batch,
+                                 opt_src_len, device, verbose)
+            manifest.save(tmp)
+    except UnsupportedError as exc:
+        raise for_build_engines(exc) from None
     return entries
 
 
@@ -341,9 +349,19 @@ def add_tensorrt(bundle_dir: str | os.PathLike[str], build: bool = True, max_bat
         result = fp16_hook(tmp, manifest, build, max_batch, max_src_len, workspace_mb, policy)
         manifest.save(tmp)
     if result.unsupported is not None:
-        exc = result.unsupported
-        exc.problems.append(Problem(f"{bundle_dir} was written with its ONNX and FP16 graphs, without "
-                                    "TensorRT engines",
-                                    f"on the target device run: s2s build-engines {bundle_dir}"))
-        raise UnsupportedError(exc.problems)
+        raise engines_missing(result.unsupported, bundle_dir)
     return result
+
+
+def engines_missing(exc: UnsupportedError, bundle_dir: str | os.PathLike[str]) -> UnsupportedError:
+    """``exc`` (what is missing here) plus the line saying that ``bundle_dir`` was written
+    without engines and how to build them on the target (``s2s-export --trt``, exit 2)."""
+    return UnsupportedError(exc.problems + [Problem(
+        f"{bundle_dir} was written with its ONNX and FP16 graphs, without TensorRT engines",
+        f"on the target device run: s2s build-engines {bundle_dir}")])
+
+
+def for_build_engines(exc: UnsupportedError) -> UnsupportedError:
+    """``exc`` as ``s2s build-engines`` reports it: the user is already running that command,
+    so the fix names what to install and where to run it, never the command itself."""
+    return UnsupportedError([Problem(p.what, RUN_HINT) if p.fix == BUILD_HINT else p for p in exc.problems])

@@ -167,7 +167,7 @@ def require_matplotlib(needed_by: str = "--html") -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError(f"matplotlib is not installed (needed by {needed_by})",
-                                     "pip install matplotlib (or 's2s-export[dev]')") from None
+                                     "install it: pip install 's2s-export[plot]'") from None
     return plt
 
 

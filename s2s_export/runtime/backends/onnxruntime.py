@@ -9,10 +9,10 @@ when asked) come to the host. On the CPU the same values are numpy arrays passed
 benchmarks/). ``keep`` gathers static rows on the host and re-wraps them: it runs only when
 the batch layout changes, not every step.
 
-Session defaults: ``intra_op_threads`` = min(4, cpu count), one inter-op thread, all graph
-optimizations, and ``spinning="step"``: the decoder-step session's pool threads busy-wait
-between runs (a step comes every ~0.1-1 ms; a sleeping pool pays a wake-up in every parallel
-operator), the encoder's sleep (two spinning pools oversubscribe a small machine: every few
+Session defaults: ``intra_op_threads`` = min(4, cores this process may use; more are capped),
+one inter-op thread, all graph optimizations, and ``spinning="step"``: the decoder-step
+session's pool threads busy-wait between runs (a step comes every ~0.1-1 ms; a sleeping pool
+pays a wake-up in every parallel operator), the encoder's sleep (two spinning pools oversubscribe a small machine: every few
 steps one stalls for a scheduler tick). Measured in benchmarks/README.md: on a quiet 2-core
 machine "step" beats "off" 1.2-2x in greedy decoding and beats "all"; on a machine shared with
 other busy processes use ``spinning="off"`` (it degrades least there). No custom-op library is
@@ -28,8 +28,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...bundle import GREEDY, bundle_path
-from ...errors import BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require
+from ...errors import (BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require,
+                       resource_error)
 from ...graphio import BundleIO, next_name
+from ..threads import available_cores, check_threads
 from .base import DEFAULT_SPINNING, SPINNING, StepResult
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -41,7 +43,7 @@ FUSED_MAX_BATCH = 8
 
 
 def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return min(4, available_cores())
 
 
 def session_options(ort: Any, intra_op_threads: int | None = None, spinning: bool = False) -> Any:
@@ -67,9 +69,7 @@ class OnnxRuntimeBackend:
                  providers: Sequence[Any] = DEFAULT_PROVIDERS, device: str = "cpu",
                  spinning: str = DEFAULT_SPINNING, io_binding: bool | None = None,
                  greedy_path: str | os.PathLike[str] | None = None) -> None:
-        if intra_op_threads is not None and int(intra_op_threads) < 1:
-            raise BadInputError(f"intra_op_threads must be >= 1 (got {intra_op_threads})",
-                                "pass a positive thread count, or None for the default")
+        intra_op_threads = check_threads(intra_op_threads)  # capped to the cores: no thread storm
         if spinning not in SPINNING:
             raise ConfigError(f"spinning {spinning!r} is unknown", f"use one of: {', '.join(SPINNING)}")
         self.ort: Any = require("onnxruntime", "cpu")
@@ -114,10 +114,15 @@ class OnnxRuntimeBackend:
         if not path.is_file():
             raise BundleError(f"graph file {path.name} is missing from {path.parent}", "re-export the bundle")
         try:
-            sess = ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
+            # no fallback: ONNX Runtime would print its "EP Error" banner to stdout (into the
+            # translations) and retry; a failure is reported once, as what it is
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=list(providers),
+                                        enable_fallback=0)
         except Exception as exc:  # ORT raises several pybind11 types (InvalidProtobuf, Fail, ...)
-            raise BundleError(f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX "
-                              f"graph: {one_line(exc)})", "re-export the bundle") from None
+            # out of threads or memory is this machine's state, not a corrupted file
+            raise resource_error(exc, f"loading {path.name}") or BundleError(
+                f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX graph: {one_line(exc)})",
+                "re-export the bundle") from None
         check_declared_io(sess, spec, path.name)
         return sess
 
@@ -144,8 +149,9 @@ class OnnxRuntimeBackend:
             session.run_with_iobinding(binding)
             return dict(zip(names, binding.get_outputs()))
         except Exception as exc:
-            raise BadInputError(f"ONNX Runtime failed running the {what} ({one_line(exc)})",
-                                "check the inputs (token ids within the vocabulary, lengths >= 1)") from None
+            raise resource_error(exc, f"running the {what}") or BadInputError(
+                f"ONNX Runtime failed running the {what} ({one_line(exc)})",
+                "check the inputs (token ids within the vocabulary, lengths >= 1)") from None
 
     # ------------------------------------------------------------------ protocol
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> None:
