@@ -161,9 +161,10 @@ class Translator:
         one hypothesis is empty (no ids, text ``""``, score 0). ``ConfigError`` for an option of a
         wrong type or range, ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
         ids = self.encode(texts)
-        self.options(**options)  # ConfigError before any work, empty inputs or not
+        opts = self.options(**options)  # ConfigError before any work, empty inputs or not
         full = [i for i, t in enumerate(texts) if t.strip()]  # an empty line is not run: empty output
-        out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0)] for _ in texts]
+        empty = np.zeros((0, 0), dtype=np.float32) if opts.return_attention else None
+        out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0, empty)] for _ in texts]
         if full:
             done = self.translate_ids([ids[i] for i in full], max_batch_size=max_batch_size, progress=progress,
                                       **options)
