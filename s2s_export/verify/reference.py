@@ -118,10 +118,25 @@ def _beam(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit
 def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, max_length: int = 200,
                      max_length_ratio: float | None = None, min_length: int = 0, length_penalty: str = "none",
                      alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,
-                     return_attention: bool = False) -> list[list[tuple[Any, ...]]]:
+                     return_attention: bool = False, style: str = "s2s",
+                     **style_options: Any) -> list[list[tuple[Any, ...]]]:
     """Per source: up to ``n_best`` ``(ids, score)`` best first (``(ids, score, attn [T,S])``
     with ``return_attention``). ``beam_size`` 1 is greedy. ``model``: an ``nn.Module``
-    implementing the decoding contract (run in eval mode, its mode restored after)."""
+    implementing the decoding contract (run in eval mode, its mode restored after).
+    ``style``: whose decoder to reproduce (``s2s``: the semantics above; another name runs
+    ``verify/styles/<style>.py``'s ``reference_search`` with these options and
+    ``style_options``, the style's own ones)."""
+    if style != "s2s":
+        import importlib
+
+        module = importlib.import_module(f"{__package__}.styles.{style}")
+        return module.reference_search(model, src_ids, beam_size=beam_size, max_length=max_length,
+                                       max_length_ratio=max_length_ratio, min_length=min_length,
+                                       length_penalty=length_penalty, alpha=alpha, n_best=n_best,
+                                       no_repeat_ngram_size=no_repeat_ngram_size,
+                                       return_attention=return_attention, **style_options)
+    if style_options:
+        raise ValueError(f"options {sorted(style_options)} are not options of the s2s style")
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size (got {beam_size}, {n_best})")
 
