@@ -57,8 +57,9 @@ FORMAT = "opennmt"
 SPECIAL_TOKENS = {"pad": "<blank>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
 FILLER = re.compile(r"^averyunlikelytoken\d+$")
 # onmt_translate's defaults (onmt/opts.py 3.5.1 _add_decoding_opts, translate_opts)
-TRANSLATE_DEFAULTS: dict[str, Any] = {"beam_size": 5, "n_best": 1, "length_penalty": "avg", "alpha": 1.0, "min_length": 0,
-                      "max_length": 250, "max_length_ratio": 1.25, "batch_size": 30, "batch_type": "sents"}
+TRANSLATE_DEFAULTS: dict[str, Any] = {"beam_size": 5, "n_best": 1, "length_penalty": "avg", "alpha": 1.0,
+                                      "min_length": 0, "max_length": 250, "max_length_ratio": 1.25,
+                                      "batch_size": 30, "batch_type": "sents"}
 _TRUST_HINT = "pass --trust-pickle only if you trust the file's author (it can then run code)"
 
 
@@ -196,7 +197,8 @@ def _refusals(opt: dict[str, Any], extra: dict[str, Any], state: Any) -> list[Pr
 
     enc, dec = opt.get("encoder_type", "rnn"), opt.get("decoder_type", "rnn")
     refuse(opt.get("model_type", "text") != "text", f"model_type {opt.get('model_type')!r} (only text models)")
-    refuse(extra["data_task"] != "seq2seq" or opt.get("model_task", "seq2seq") != "seq2seq",
+    tasks = (extra["data_task"], opt.get("data_task"), opt.get("model_task"))
+    refuse(any(task not in (None, "seq2seq") for task in tasks),
            "a language model (data_task/model_task 'lm'), not an encoder-decoder")
     refuse(enc not in ("rnn", "brnn"), f"the {enc!r} encoder (encoder_type; Transformer, CNN and mean encoders "
                                        "are not reproduced)")
@@ -330,10 +332,11 @@ def _state_dict(arch: Any, model: dict[str, Any], gen: dict[str, Any]) -> dict[s
 
 
 def _known(k: str) -> bool:
-    return bool(re.fullmatch(r"(encoder|decoder)\.embeddings\.make_embedding\.emb_luts\.0\.weight|"
-                             r"encoder\.rnn\.(weight|bias)_(ih|hh)_l\d+(_reverse)?|encoder\.bridge\.\d\.(weight|bias)|"
-                             r"decoder\.rnn\.layers\.\d+\.(weight|bias)_(ih|hh)|decoder\.rnn\.(weight|bias)_(ih|hh)_l\d+|"
-                             r"decoder\.attn\.(linear_in|linear_out|linear_context|linear_query|v)\.(weight|bias)", k))
+    return bool(re.fullmatch(r"(encoder|decoder)\.embeddings\.make_embedding\.emb_luts\.0\.weight"
+                             r"|encoder\.rnn\.(weight|bias)_(ih|hh)_l\d+(_reverse)?|encoder\.bridge\.\d\.(weight|bias)"
+                             r"|decoder\.rnn\.layers\.\d+\.(weight|bias)_(ih|hh)"
+                             r"|decoder\.rnn\.(weight|bias)_(ih|hh)_l\d+"
+                             r"|decoder\.attn\.(linear_in|linear_out|linear_context|linear_query|v)\.(weight|bias)", k))
 
 
 def _tokenizer(src: list[str], tgt: list[str]) -> tuple[str, list[str]]:
@@ -408,7 +411,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
         module.load_state_dict(_state_dict(arch, info["model"], info["gen"]), strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its weights do not fit the architecture its opt describes "
-                              f"({one_line(exc, 200)})", "pass a checkpoint written by onmt_train, unmodified") from None
+                              f"({one_line(exc, 200)})",
+                              "pass a checkpoint written by onmt_train, unmodified") from None
     src_sp, tgt_sp = info["src_specials"], info["tgt_specials"]
     for side, sp in (("src", src_sp), ("tgt", tgt_sp)):
         for name, value in sp.as_dict().items():

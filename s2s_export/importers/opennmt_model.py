@@ -18,8 +18,9 @@ arithmetic):
 * global attention on the top output h_t: ``dot`` h_t . m_s, ``general`` (W_in h_t) . m_s,
   ``mlp`` v . tanh(W_q h_t + b_q + U m_s) (U m_s precomputed in ``encode``); softmax over the
   real positions (``general`` projects the query each step, as the tool does: the same cost as
-  projecting the memory once, and the same rounding as the tool); context c_t; output ``tanh(W_out [c_t; h_t])`` (dot/general, no bias) or
-  ``W_out [c_t; h_t] + b`` (mlp, no tanh); this output is the next input feed;
+  projecting the memory once, and the same rounding as the tool); context c_t; output
+  ``tanh(W_out [c_t; h_t])`` (dot/general, no bias) or ``W_out [c_t; h_t] + b`` (mlp, no tanh);
+  this output is the next input feed;
 * generator: log_softmax(Linear(H, V)).
 """
 
