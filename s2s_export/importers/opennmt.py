@@ -88,8 +88,12 @@ def detect(path: Path) -> bool:
 
 
 def _unsupported_global(exc: Exception) -> str | None:
+    """The global a weights-only unpickling error names (torch drops a ``builtins`` prefix)."""
     m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    return m.group(1) if m else None
+    if not m:
+        return None
+    name = m.group(1)
+    return name if "." in name.strip(".") else "builtins." + name.strip(".")
 
 
 class _TrustingUnpickler(pickle.Unpickler):
@@ -109,8 +113,9 @@ class _TrustingPickle:
     __name__ = "pickle"
 
 
-def _load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
-    """(the checkpoint object, whether it needed the 1.x/2.x stand-ins)."""
+def _load(path: Path, trust_pickle: bool) -> Any:
+    """The checkpoint object (3.x: weights and ``argparse.Namespace`` only; else with the 1.x/2.x
+    stand-ins; ``trust_pickle``: anything, torchtext/onmt classes as stand-ins)."""
     import torch
 
     if path.is_dir():
@@ -119,15 +124,15 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
     try:
         if trust_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TrustingPickle), True
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TrustingPickle)
         try:
             with torch.serialization.safe_globals([argparse.Namespace]):
-                return torch.load(path, map_location="cpu", weights_only=True), False
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if not legacy.is_legacy_global(_unsupported_global(exc) or ""):
                 raise
         with torch.serialization.safe_globals([argparse.Namespace, *legacy.safe_globals()]):
-            return torch.load(path, map_location="cpu", weights_only=True), True
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         name = _unsupported_global(exc)
         if name:
@@ -156,11 +161,12 @@ def _opt(data: dict[str, Any]) -> dict[str, Any]:
     raise ValueError("its 'opt' is not the training options (argparse.Namespace)")
 
 
-def _vocabs(data: dict[str, Any], is_legacy: bool) -> tuple[list[str], list[str], dict[str, Any]]:
+def _vocabs(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any]]:
     """(source tokens, target tokens, {"specials": per side token names, "data_task",
-    "decoder_start_token", "src_feats"})."""
+    "decoder_start_token", "src_feats"}) from a 3.x vocab dict (token lists) or 1.x/2.x
+    fields."""
     voc = data.get("vocab")
-    if not is_legacy and isinstance(voc, dict) and isinstance(voc.get("src"), list):
+    if isinstance(voc, dict) and isinstance(voc.get("src"), list):
         for side in ("src", "tgt"):
             if not isinstance(voc.get(side), list) or not all(isinstance(t, str) for t in voc[side]):
                 raise ValueError(f"its vocab[{side!r}] is not a token list")
@@ -355,18 +361,25 @@ def _tokenizer(src: list[str], tgt: list[str]) -> tuple[str, list[str]]:
     return spec, warn
 
 
-def _inspect(path: Path, data: Any, is_legacy: bool) -> dict[str, Any]:
+def _is_legacy(data: dict[str, Any]) -> bool:
+    """1.x/2.x layout: the vocab is torchtext fields, not 3.x token lists."""
+    voc = data.get("vocab")
+    return not (isinstance(voc, dict) and isinstance(voc.get("src"), list))
+
+
+def _inspect(path: Path, data: Any) -> dict[str, Any]:
     """Everything ``load`` and ``describe`` need; ``problems`` lists what is refused."""
     if not isinstance(data, dict) or not {"opt", "vocab"} <= set(data):
         raise CheckpointError(f"{path} is not an OpenNMT-py checkpoint (no 'opt'/'vocab' entries)",
                               "pass a model_step_N.pt written by onmt_train")
     try:
         opt = _opt(data)
-        src, tgt, extra = _vocabs(data, is_legacy)
+        src, tgt, extra = _vocabs(data)
     except ValueError as exc:
         raise CheckpointError(f"{path} is not a usable OpenNMT-py checkpoint: {exc}",
                               "pass a model_step_N.pt written by onmt_train") from None
     model, gen = data.get("model"), data.get("generator")
+    is_legacy = _is_legacy(data)
     problems = _refusals(opt, extra, model)
     arch = None
     if not problems and isinstance(model, dict):
@@ -386,11 +399,8 @@ def _inspect(path: Path, data: Any, is_legacy: bool) -> dict[str, Any]:
         if not ok:
             problems.append(Problem(what, "pass a checkpoint written by onmt_train, unmodified"))
     return {"opt": opt, "src": src, "tgt": tgt, "extra": extra, "arch": arch, "problems": problems,
+            "layout": "1.x/2.x" if is_legacy else "3.x",
             "src_specials": src_sp, "tgt_specials": tgt_sp, "start": start, "model": model, "gen": gen}
-
-
-def _layout(is_legacy: bool) -> str:
-    return "1.x/2.x" if is_legacy else "3.x"
 
 
 # ----------------------------------------------------------------------------- interface
@@ -401,8 +411,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
     from .opennmt_model import OpenNMTRNN
 
     path = Path(path)
-    data, is_legacy = _load(path, trust_pickle)
-    info = _inspect(path, data, is_legacy)
+    data = _load(path, trust_pickle)
+    info = _inspect(path, data)
     if info["problems"]:
         raise CheckpointError([Problem(f"{path}: {p.what}", p.fix) for p in info["problems"]])
     arch = info["arch"]
@@ -436,7 +446,7 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
                             length_penalty=d["length_penalty"], alpha=d["alpha"], min_length=d["min_length"],
                             max_length=d["max_length"], max_length_batch_factor=d["max_length_ratio"])
     framing = Framing(prepend_bos=False, append_eos=False, decoder_start=info["start"])
-    config = {"format": FORMAT, "layout": _layout(is_legacy), "architecture": arch.to_dict(),
+    config = {"format": FORMAT, "layout": info["layout"], "architecture": arch.to_dict(),
               "decoder_start_token": info["extra"]["decoder_start_token"], "transforms": transforms,
               "src_subword_model": opt.get("src_subword_model"), "tgt_subword_model": opt.get("tgt_subword_model"),
               "translate_defaults": dict(d)}
@@ -449,12 +459,11 @@ def describe(path: Path) -> dict[str, Any]:
     sizes and special ids, transforms, and ``unsupported`` (what ``load`` refuses, by name).
     Reads like ``load`` (``CheckpointError`` when the file cannot be read safely)."""
     path = Path(path)
-    data, is_legacy = _load(path, False)
-    info = _inspect(path, data, is_legacy)
+    info = _inspect(path, _load(path, False))
     opt = info["opt"]
     arch = info["arch"]
     return {
-        "format": FORMAT, "layout": _layout(is_legacy),
+        "format": FORMAT, "layout": info["layout"],
         "architecture": arch.to_dict() if arch else {
             k: opt.get(k) for k in ("encoder_type", "decoder_type", "rnn_type", "global_attention", "input_feed",
                                     "bridge", "layers", "hidden_size", "rnn_size")},
