@@ -19,8 +19,12 @@ Semantics, per batch (``src [B,S]``, ``src_lengths [B]``, ``opts``; K = ``beam_s
   ``-ban_unk_token`` does to UNK); the step's log-probs are added to the cumulative ones and
   divided by the length penalty of ``step + 1`` (the BOS counted: ``avg`` (step+1)^alpha,
   ``gnmt`` ((5+step+1)/6)^alpha, ``none`` 1, no division when it is 1), all in float32;
-  ``no_repeat_ngram_size`` n >= 2 sets -1e21 on tokens that would repeat an n-gram of the
-  sequence counting the start token. The K best (beam, token) pairs of the sentence win (ties:
+  ``no_repeat_ngram_size`` n >= 2 (``-block_ngram_repeat``) sets -1e21 on the tokens that
+  followed the row's last n-1 tokens in an earlier n-gram (start token included), looked up in
+  per-row tables kept by position: the tool rebuilds them from the parent rows' tables after
+  each step but does not re-index them when finished sentences leave the batch, so from then
+  on a row reads the table of whichever row had its position before (reproduced; the result
+  depends on the batch). The K best (beam, token) pairs of the sentence win (ties:
   lower beam, then lower token id: torch's topk order among exact ties is not specified); the
   new cumulative log-prob is the winning score times the penalty (float32).
 * A winner that is EOS finishes: its hypothesis (tokens without the start token, EOS included)
@@ -62,24 +66,37 @@ def batch_limits(opts: SearchOptions, src_lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ngram_blocked(seq: list[int], n: int) -> list[int]:
-    """Tokens that would repeat an n-gram of ``seq`` (start token included), as
-    ``DecodeStrategy.block_ngram_repeats`` finds them (nothing for n < 2 or short sequences)."""
-    if n < 2 or len(seq) < n:
-        return []
-    tail = seq[len(seq) - n + 1:]
-    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if seq[i:i + n - 1] == tail]
+def _block_ngrams(scores: np.ndarray, seq: np.ndarray, tables: list[dict], n: int) -> None:
+    """``block_ngram_repeats``: scores [R,V] (normalised) of rows whose last n-1 tokens start an
+    n-gram seen before (per the row's table, by position) get -1e21 on the tokens that followed."""
+    for r in range(seq.shape[0]):
+        tokens = tables[r].get(tuple(seq[r, seq.shape[1] - n + 1:].tolist()))
+        if tokens:
+            scores[r, sorted(tokens)] = BLOCKED_NGRAM
+
+
+def _update_tables(tables: list[dict], parents: np.ndarray, seq: np.ndarray, n: int) -> list[dict]:
+    """``maybe_update_forbidden_tokens``: each new row copies its parent's table (by the parent's
+    position in the list) and adds its last n-gram."""
+    out = []
+    for r, p in enumerate(parents.tolist()):
+        table = {k: set(v) for k, v in tables[p].items()}
+        gram = tuple(seq[r, seq.shape[1] - n:].tolist())
+        table.setdefault(gram[:-1], set()).add(gram[-1])
+        out.append(table)
+    return out
 
 
 class _Batch:
     """The live part of a batch: n sentences with ``width`` beams each (rows = n * width)."""
 
-    def __init__(self, B: int, start: int, S: int, with_attn: bool) -> None:
+    def __init__(self, B: int, K: int, start: int, S: int, with_attn: bool) -> None:
         self.sent = np.arange(B)  # original sentence of each live slot
         self.width = 1
         self.cum = np.zeros((B, 1), dtype=np.float32)  # [n,width] cumulative log-probs
         self.seq = np.full((B, 1), start, dtype=np.int64)  # [rows,1+t] start token first
         self.attn = np.zeros((B, 0, S), dtype=np.float32) if with_attn else None  # [rows,t,S]
+        self.tables: list[dict] = [{} for _ in range(B * K)]  # n-gram tables by position, as the tool's
 
 
 def _candidates(res, full: bool, lp_rows: np.ndarray | None, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +132,7 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     ngram = int(opts.no_repeat_ngram_size)
     needs_full = K > backend.topk or opts.full_distribution or bool(opts.blocked) or ngram >= 2
     backend.encode(src, src_lengths)
-    b = _Batch(B, int(opts.start_id), S, opts.return_attention)
+    b = _Batch(B, K, int(opts.start_id), S, opts.return_attention)
     hyps: list[list[Result]] = [[] for _ in range(B)]
     results: list[list[Result]] = [[] for _ in range(B)]
     tokens, reorder = np.full(B, opts.start_id, dtype=np.int64), np.arange(B)
@@ -130,8 +147,8 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
             scores_rows = lp_rows + b.cum.reshape(-1, 1)
             if pen != 1:
                 scores_rows = scores_rows / np.float32(pen)
-            for r in range(n * w):
-                scores_rows[r, _ngram_blocked(b.seq[r].tolist(), ngram)] = BLOCKED_NGRAM
+            if step >= ngram:
+                _block_ngrams(scores_rows, b.seq, b.tables, ngram)
             cand_ids = np.argsort(-scores_rows, axis=1, kind="stable")[:, :K]
             cand = np.take_along_axis(scores_rows, cand_ids, 1)
         else:
@@ -149,6 +166,8 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         rows = (np.take_along_axis(beam_of, order, 1) + (np.arange(n) * w)[:, None]).ravel()  # [n*K]
         cum = top * np.float32(pen) if pen != 1 else top.copy()
         b.seq = np.concatenate([b.seq[rows], new_ids.reshape(-1, 1)], axis=1)
+        if ngram >= 2 and step + 1 >= ngram:
+            b.tables = _update_tables(b.tables, rows, b.seq, ngram)
         if b.attn is not None:
             b.attn = np.concatenate([b.attn[rows], res.attn[rows][:, None]], axis=1)  # type: ignore[index]
         finished = new_ids == eos
