@@ -416,58 +416,95 @@ def test_legacy_1best_equals_its_own_translator(name: str) -> None:
         assert tokens(m, got[line][0].ids) == text.split() and abs(got[line][0].score - score) <= TOL
 
 
-def longest_of(name: str) -> dict[int, int]:
-    """line -> the longest source of its onmt_translate batch."""
-    src_ids = sources(name)
-    return {i: max(len(src_ids[j]) for j in b) for b in batches(src_ids) for i in b}
+def reference(name: str, which: list[int], **kw: Any) -> tuple[list[int], dict[int, Any], dict[int, Any]]:
+    """(lines, runtime results, torch reference results) on onmt_translate's batches ``which``
+    (each decoded as one batch by both; ``kw``: SearchOptions fields, the same for both)."""
+    from s2s_export.verify.reference import reference_search
+
+    m, src_ids = imported(name), sources(name)
+    chosen = [batches(src_ids)[k] for k in which]
+    lines = [i for b in chosen for i in b]
+    opts = options(m, kw.pop("beam_size", 5), kw.pop("n_best", 5), **kw)
+    got = decode(name, opts, lines)
+    ref: dict[int, Any] = {}
+    for b in chosen:
+        hyps = reference_search(
+            m.model, [src_ids[i] for i in b], beam_size=opts.beam_size, n_best=opts.n_best, style="opennmt",
+            max_length=opts.max_length, max_length_ratio=opts.max_length_ratio, min_length=opts.min_length,
+            length_penalty=opts.length_penalty, alpha=opts.alpha, no_repeat_ngram_size=opts.no_repeat_ngram_size,
+            return_attention=opts.return_attention, max_length_batch_factor=opts.max_length_batch_factor,
+            batch_size=len(b), blocked=opts.blocked, start_id=opts.start_id)
+        ref.update(zip(b, hyps))
+    return lines, got, ref
 
 
 @pytest.mark.parametrize("name", ["a_brnn_lstm_general", "b_gru_mlp_bridge", "c_lstm_dot_shared", "v1_gru_mlp"])
 def test_runtime_style_agrees_with_torch_reference(name: str) -> None:
-    """runtime/styles/opennmt.py (numpy, batched, top-K candidates) against
-    verify/styles/opennmt.py (torch, one sentence, OpenNMT-py's own layout): same 5-best ids,
-    scores within 1e-4 (batched vs one sentence: float32 noise), on every 10th line."""
-    from s2s_export.verify.reference import reference_search
-
-    m = imported(name)
-    src_ids, longest = sources(name), longest_of(name)
-    lines = list(range(0, 200, 10))
-    got = decode(name, options(m, 5, 5), lines)
-    ref = reference_search(m.model, [src_ids[i] for i in lines], beam_size=5, n_best=5, style="opennmt",
-                           max_length=250, length_penalty="avg", alpha=1.0, max_length_batch_factor=1.25,
-                           batch_src_len=[longest[i] for i in lines], start_id=m.framing.decoder_start)
-    for line, hyps in zip(lines, ref):
-        assert same_hyps([(r.ids, r.score) for r in got[line]], [(h[0], h[1]) for h in hyps], TOL), line
+    """runtime/styles/opennmt.py (numpy, top-K candidates, one row per sentence at the first
+    step) against verify/styles/opennmt.py (torch, OpenNMT-py's own tiled layout): the same
+    5-best lists, scores within 1e-4, on three of onmt_translate's batches (80 lines, short and
+    long sources)."""
+    lines, got, ref = reference(name, [0, 3, 6])
+    for line in lines:
+        assert same_hyps([(r.ids, r.score) for r in got[line]], [(h[0], h[1]) for h in ref[line]], TOL), line
 
 
-def test_options_of_the_style() -> None:
-    """min_length, banned ids and the ratio cap, runtime style vs torch reference."""
-    from s2s_export.verify.reference import reference_search
+OPTION_OVERRIDES = {  # options.json mode -> SearchOptions fields (what the flags mean)
+    "min_length": {"min_length": 12},
+    "ban_unk": {"blocked": ("<unk>",)},
+    "wu": {"length_penalty": "gnmt", "alpha": 0.6},
+    "none": {"length_penalty": "none", "alpha": 1.0},
+    "ngram2": {"no_repeat_ngram_size": 2},
+    "max_length": {"max_length": 6, "max_length_batch_factor": None},
+}
 
+
+@pytest.mark.parametrize("mode", list(OPTION_OVERRIDES))
+def test_options_reproduce_onmt_translate(mode: str) -> None:
+    """a: onmt_translate's 3-best lists under -min_length 12, -ban_unk_token, -length_penalty
+    wu -alpha 0.6, -length_penalty none, -block_ngram_repeat 2, -max_length 6 -max_length_ratio 0."""
     name = "a_brnn_lstm_general"
     m = imported(name)
+    tool = json.loads((FIXTURES / name / "options.json").read_text())[mode]
+    over = dict(OPTION_OVERRIDES[mode])
+    if "blocked" in over:
+        over["blocked"] = tuple(m.tgt_vocab.index(t) for t in over["blocked"])
+    got = decode(name, options(m, 5, 3, **over))
+    index = {t: i for i, t in enumerate(m.tgt_vocab)}
+    for line, hyps in enumerate(tool["hyps"]):
+        theirs = [([index[t] for t in text.split()], score) for text, score in hyps]
+        mine = [([i for i in r.ids if i != m.model.tgt_eos_id], r.score) for r in got[line]]
+        assert same_hyps(mine, theirs, TOL), (mode, line)
+
+
+@pytest.mark.parametrize("over", [{"min_length": 12}, {"blocked": (0, 4)}, {"max_length_ratio": 0.5},
+                                  {"length_penalty": "gnmt", "alpha": 0.6}, {"no_repeat_ngram_size": 2},
+                                  {"no_repeat_ngram_size": 3, "min_length": 3}])
+def test_options_of_the_style(over: dict[str, Any]) -> None:
+    """Options, runtime style vs torch reference, on two batches (n-gram blocking after
+    sentences left the batch included), and what each option promises."""
+    name = "a_brnn_lstm_general"
+    m, src_ids = imported(name), sources(name)
+    lines, got, ref = reference(name, [2, 5], n_best=3, **over)
+    eos = m.model.tgt_eos_id
+    for i in lines:
+        assert same_hyps([(r.ids, r.score) for r in got[i]], [(h[0], h[1]) for h in ref[i]], TOL), (over, i)
+        for r in got[i]:
+            assert len(r.ids) > over.get("min_length", 0) or r.ids[-1] != eos
+            assert not set(r.ids) & set(over.get("blocked", ()))
+            assert len(r.ids) <= math.ceil(over.get("max_length_ratio", 99) * len(src_ids[i]))
+
+
+def test_attention_of_the_style() -> None:
+    """return_attention: per hypothesis [len(ids), source length] rows of the step's attention,
+    equal to the torch reference's."""
+    name = "b_gru_mlp_bridge"
+    lines, got, ref = reference(name, [1, 6], n_best=2, return_attention=True)
     src_ids = sources(name)
-    lines = [3, 50, 130, 170]
-    unk = m.model.tgt_unk_id
-    for over, ref_over in (({"min_length": 12}, {"min_length": 12}),
-                           ({"blocked": (unk, 4)}, {"blocked": (unk, 4)}),
-                           ({"max_length_ratio": 0.5}, {"max_length_ratio": 0.5}),
-                           ({"length_penalty": "gnmt", "alpha": 0.6}, {"length_penalty": "gnmt", "alpha": 0.6}),
-                           ({"no_repeat_ngram_size": 2}, {"no_repeat_ngram_size": 2})):
-        got = decode(name, options(m, 5, 3, **over), lines)
-        longest = longest_of(name)
-        kw = dict(beam_size=5, n_best=3, style="opennmt", max_length=250, length_penalty="avg", alpha=1.0,
-                  batch_src_len=[longest[i] for i in lines], start_id=m.framing.decoder_start)
-        kw.update(ref_over)
-        ref = reference_search(m.model, [src_ids[i] for i in lines], **kw)
-        for i, hs in zip(lines, ref):
-            assert same_hyps([(r.ids, r.score) for r in got[i]], [(h[0], h[1]) for h in hs], TOL), (over, i)
-        if "min_length" in over:
-            assert all(len(r.ids) > 12 or r.ids[-1] != m.model.tgt_eos_id for i in lines for r in got[i])
-        if "blocked" in over:
-            assert all(unk not in r.ids and 4 not in r.ids for i in lines for r in got[i])
-        if "max_length_ratio" in over:
-            assert all(len(r.ids) <= math.ceil(0.5 * len(src_ids[i])) for i in lines for r in got[i])
+    for i in lines:
+        for r, (ids, _, att) in zip(got[i], ref[i]):
+            assert r.ids == ids and r.attention.shape == (len(ids), len(src_ids[i]))
+            assert np.allclose(r.attention.sum(axis=1), 1.0, atol=1e-5) and np.allclose(r.attention, att, atol=1e-5)
 
 
 def test_style_module_is_torch_free() -> None:

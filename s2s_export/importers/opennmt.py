@@ -18,7 +18,8 @@ unequal encoder/decoder layers or sizes, weights stored outside the file).
 
 Conventions (OpenNMT-py 3.5.1 onmt_translate):
 
-* vocabularies as stored, fillers (``averyunlikelytoken<N>``, up to a multiple of 8) included;
+* vocabularies as stored, fillers (``averyunlikelytoken<N>``, 3.x pads to a multiple of 8 by
+  default) included;
   special ids read from the tokens ``<blank>`` (pad), ``<s>``, ``</s>``, ``<unk>`` (a 1.x/2.x
   field's own ``pad_token``/``init_token``/``eos_token``/``unk_token``); a 1.x/2.x source
   vocabulary has no ``<s>``/``</s>``;
@@ -35,8 +36,11 @@ Conventions (OpenNMT-py 3.5.1 onmt_translate):
   style's batch factor (``int(min(250, 1.25 * longest source of the batch + 5))``), nothing
   banned; style ``opennmt`` (``runtime/styles/opennmt.py``). 1.x/2.x files get the same
   defaults: they decode as OpenNMT-py 3.5.1 decodes them once converted with its
-  ``tools/convertv2_v3.py`` (the 1.x/2.x translators had other defaults and a slightly
-  different beam stop rule, not reproduced).
+  ``tools/convertv2_v3.py``. The 1.2.0/2.3.0 translators had other defaults (length penalty
+  none, max_length 100, no ratio); given those, the style gives their beam-search 1-best
+  (tested), but their n-best lists can differ (they stop once beam 0 has finished at any step,
+  3.5.1 only when it finishes at the current one) and 1.2's greedy logs the last token's
+  log-prob as its score.
 """
 
 from __future__ import annotations
