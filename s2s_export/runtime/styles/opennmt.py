@@ -36,6 +36,13 @@ Semantics, per batch (``src [B,S]``, ``src_lengths [B]``, ``opts``; K = ``beam_s
 
 Result per sentence: up to ``n_best`` ``Result(ids, score, attention)``, best first; ``ids``
 are target ids (EOS included when produced), ``score`` the float32 normalised score.
+
+Batching matters: onmt_translate sorts its inputs by length (stable) and decodes them 30 at a
+time; the length limit (and n-gram blocking) depend on the batch, so a caller wanting its lines
+exactly batches the same way. Nothing is blocked beyond ``opts.blocked`` (the tool never bans
+pad or BOS itself). Candidates: each row's K best from the step's top-K outputs, or from the
+full log-probs on the steps where a fill applies (min_length, ``blocked``, n-grams) or when the
+backend's K is smaller than the beam; a beam larger than the vocabulary is a ``ConfigError``.
 """
 
 from __future__ import annotations
