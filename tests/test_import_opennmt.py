@@ -185,6 +185,19 @@ def test_import_legacy_fields(name: str) -> None:
     assert b"torchtext.vocab" in pkl and all(t.encode() in pkl for t in m.src_vocab[2:])
 
 
+def test_char_vocabularies_and_decoder_start(tmp_path: Path) -> None:
+    """A side whose real tokens are single characters gets the char tokenizer (with a warning);
+    the decoder starts from vocab["decoder_start_token"]."""
+    data = raw("a_brnn_lstm_general")
+    n = len(data["vocab"]["tgt"]) - 4  # 4 specials, then letters, then fillers
+    data["vocab"]["tgt"][4:] = [chr(0x61 + i) if i < 26 else f"averyunlikelytoken{i}" for i in range(n)]
+    data["vocab"]["decoder_start_token"] = "</s>"
+    torch.save(data, tmp_path / "chars.pt")
+    m = onmt.load(tmp_path / "chars.pt")
+    assert m.tokenizer == "word:char" and any("single characters" in w for w in m.warnings)
+    assert m.framing.decoder_start == m.tgt_vocab.index("</s>")
+
+
 def test_describe() -> None:
     d = onmt.describe(FIXTURES / "b_gru_mlp_bridge" / "model.pt")
     assert d["format"] == "opennmt" and d["layout"] == "3.x" and d["unsupported"] == []
