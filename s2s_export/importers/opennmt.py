@@ -25,11 +25,9 @@ Conventions (OpenNMT-py 3.5.1 onmt_translate):
   vocabulary has no ``<s>``/``</s>``;
 * framing: nothing is added to sources (no BOS, no EOS); the decoder starts from
   ``vocab["decoder_start_token"]`` (default ``<s>``);
-* tokenizer ``word`` (whitespace split, as the tool splits on spaces); ``char`` for a side whose
-  real tokens (specials and fillers aside) are all single characters (the bundle then splits
-  input into characters and joins output characters without spaces, where onmt_translate reads
-  and prints them space-separated: a warning says so). Subword transforms recorded in ``opt``
-  (``transforms``, ``src_subword_model``) are not applied by the bundle (warning);
+* text: ``word`` (whitespace split, printed space-separated, as onmt_translate reads and prints
+  tokens), or the ``sentencepiece``/``bpe`` transform's subword model carried in the bundle
+  (``_text``); other transforms are not applied (a warning says so);
 * search defaults = onmt_translate's (translate options of onmt/opts.py 3.5.1): beam 5,
   n_best 1, length penalty ``avg`` with alpha 1.0 (cumulative log-prob / (generated tokens
   + 1, the BOS counted)), min_length 0, max_length 250, ``max_length_ratio`` 1.25 as the
@@ -52,8 +50,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..conventions import Framing, SearchDefaults, Specials
+from ..conventions import Framing, SearchDefaults, Specials, Text, TextSide
 from ..errors import CheckpointError, Problem, one_line
+from ..text.spec import bundle_name
 from . import opennmt_legacy as legacy
 from .base import ImportedModel
 
@@ -349,20 +348,37 @@ def _known(k: str) -> bool:
                              r"|decoder\.attn\.(linear_in|linear_out|linear_context|linear_query|v)\.(weight|bias)", k))
 
 
-def _tokenizer(src: list[str], tgt: list[str]) -> tuple[str, list[str]]:
-    """The bundle's tokenizer spec from the vocabularies, and a warning for character sides."""
-
-    def kind(tokens: list[str]) -> str:
-        real = [t for t in tokens if t not in SPECIAL_TOKENS.values() and not FILLER.match(t)]
-        return "char" if real and all(len(t) == 1 and not t.isspace() for t in real) else "word"
-
-    s, t = kind(src), kind(tgt)
-    spec = s if s == t else f"{s}:{t}"
-    warn = [] if "char" not in spec else [
-        f"its {'vocabularies hold' if s == t else ('source' if s == 'char' else 'target') + ' vocabulary holds'} "
-        "single characters: the bundle splits input into characters (spaces dropped) and joins output characters "
-        "without spaces, where onmt_translate reads and prints space-separated tokens"]
-    return spec, warn
+def _text(opt: dict[str, Any], path: Path, warnings: list[str]) -> tuple[Text, dict[str, Path | bytes]]:
+    """The bundle's text processing: onmt_translate reads space-separated tokens and prints them
+    space-separated (``word``). With the ``sentencepiece`` or ``bpe`` transform (onmt/transforms/
+    tokenize.py) the side's model (``src_subword_model``/``tgt_subword_model``: SentencePiece, or
+    subword-nmt codes with the ``@@`` joiner) travels in the bundle, found where the options say
+    or, by its name, beside the checkpoint; not found (or another transform), the side stays
+    ``word`` with a warning (pass ``--src-tokenizer``/``--tgt-tokenizer``)."""
+    transforms = [str(t) for t in (opt.get("transforms") or []) if t]
+    kind = next((k for k in ("sentencepiece", "bpe") if k in transforms), None)
+    sides: dict[str, TextSide] = {}
+    files: dict[str, Path | bytes] = {}
+    for side in ("src", "tgt"):
+        sides[side] = TextSide(kind="word")
+        configured = opt.get(f"{side}_subword_model")
+        if kind is None or not configured:
+            continue
+        found = next((p for p in (Path(str(configured)), path.parent / Path(str(configured)).name) if p.is_file()),
+                     None)
+        if found is None:
+            warnings.append(f"its {side}_subword_model {configured} ({kind}) was not found, nor "
+                            f"{Path(str(configured)).name} beside {path.name}: the bundle reads {side} pieces as "
+                            f"space-separated words; pass --{side}-tokenizer {kind}:FILE")
+            continue
+        name = bundle_name(side, kind, found)
+        files[name] = found
+        sides[side] = TextSide(kind=kind, file=name, joiner="@@" if kind == "bpe" else None)  # type: ignore[arg-type]
+    other = [t for t in transforms if t not in ("sentencepiece", "bpe", "filtertoolong")]
+    if other:
+        warnings.append(f"it was trained with the transforms {other}, which the bundle does not apply: give it "
+                        "input tokenized the same way")
+    return Text(src=sides["src"], tgt=sides["tgt"]), files
 
 
 def _is_legacy(data: dict[str, Any]) -> bool:
@@ -433,13 +449,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
             setattr(module, f"{side}_{name}_id", value)
     module.eval()
     opt, warnings = info["opt"], []
-    tokenizer, tok_warn = _tokenizer(info["src"], info["tgt"])
-    warnings += tok_warn
+    text, text_files = _text(opt, Path(path), warnings)
     transforms = [t for t in (opt.get("transforms") or []) if t]
-    if transforms:
-        warnings.append(f"it was trained with the transforms {transforms} (src_subword_model "
-                        f"{opt.get('src_subword_model')!r}): give the bundle input tokenized the same way; "
-                        "its output is the model's tokens, not detokenized")
     if src_sp.unk is not None and src_sp.unk != 0:
         warnings.append(f"its source <unk> has id {src_sp.unk}: OpenNMT-py 3.5 maps unknown source tokens to id 0 "
                         f"({info['src'][0]!r}), the bundle to <unk>")
@@ -448,13 +459,15 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
     d = TRANSLATE_DEFAULTS
     search = SearchDefaults(style="opennmt", beam_size=d["beam_size"], n_best=d["n_best"],
                             length_penalty=d["length_penalty"], alpha=d["alpha"], min_length=d["min_length"],
-                            max_length=d["max_length"], max_length_batch_factor=d["max_length_ratio"])
+                            max_length=d["max_length"], max_length_batch_factor=d["max_length_ratio"],
+                            batch_size=d["batch_size"], batch_type="sorted")  # its length limit is per batch
     framing = Framing(prepend_bos=False, append_eos=False, decoder_start=info["start"])
     config = {"format": FORMAT, "layout": info["layout"], "architecture": arch.to_dict(),
               "decoder_start_token": info["extra"]["decoder_start_token"], "transforms": transforms,
               "src_subword_model": opt.get("src_subword_model"), "tgt_subword_model": opt.get("tgt_subword_model"),
               "translate_defaults": dict(d)}
-    return ImportedModel(model=module, src_vocab=list(info["src"]), tgt_vocab=list(info["tgt"]), tokenizer=tokenizer,
+    return ImportedModel(model=module, src_vocab=list(info["src"]), tgt_vocab=list(info["tgt"]),
+                         tokenizer=text.tokenizer, text=text, text_files=text_files,
                          framing=framing, search=search, model_config=config, format=FORMAT, warnings=warnings)
 
 

@@ -254,9 +254,10 @@ class Translator:
         bundle says how its tool batches (``search.batch_size``), consecutive inputs grouped as
         the tool groups them, so every sentence gets the tool's limit."""
         d = self.manifest.search
-        if opts.max_length_batch_factor is None or d.batch_size is None:
-            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-            return [order[k:k + batch] for k in range(0, len(order), batch)]
+        if opts.max_length_batch_factor is None or d.batch_size is None or d.batch_type == "sorted":
+            size = batch if opts.max_length_batch_factor is None or d.batch_size is None else d.batch_size
+            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # stable
+            return [order[k:k + size] for k in range(0, len(order), size)]
         if d.batch_type == "sentence":
             return [list(range(k, min(k + d.batch_size, len(sources)))) for k in range(0, len(sources), d.batch_size)]
         groups, group, longest = [], [], 0  # Joey NMT's TokenBatchSampler (joeynmt/datasets.py)
