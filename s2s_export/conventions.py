@@ -101,9 +101,10 @@ class SearchDefaults(_Frozen):
     ``int(factor * longest source length in the batch)`` tokens (the source length counts the
     framing; Joey: 1.5). ``never_generate``: target ids the search never emits (beyond pad and
     bos, which no style emits). ``batch_size``/``batch_type``: with the batch length rule, the
-    inputs are grouped as the tool groups them (consecutive inputs, ``batch_size`` sentences, or
-    Joey's token batches: a batch closes when its longest source times its size reaches
-    ``batch_size``), so that every sentence gets the limit the tool gives it."""
+    inputs are grouped as the tool groups them (``sentence``: consecutive inputs, ``batch_size``
+    at a time, as Joey NMT; ``token``: Joey's token batches, a batch closes when its longest
+    source times its size reaches ``batch_size``; ``sorted``: sorted by length (stable), then
+    ``batch_size`` at a time, as onmt_translate), so that every sentence gets the tool's limit."""
 
     style: Style = "s2s"
     beam_size: int = Field(default=1, ge=1, le=1024)
@@ -119,7 +120,7 @@ class SearchDefaults(_Frozen):
     # how the tool groups consecutive inputs into batches, where its length rule depends on the
     # batch (max_length_batch_factor): None = the runtime's own batching (sorted by length)
     batch_size: Optional[int] = Field(default=None, ge=1, le=1 << 20)
-    batch_type: Literal["sentence", "token"] = "sentence"
+    batch_type: Literal["sentence", "token", "sorted"] = "sentence"
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchDefaults":

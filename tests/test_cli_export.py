@@ -190,7 +190,7 @@ def test_help_has_no_type_labels_on_flags_and_a_plain_usage_line(capsys, monkeyp
         usage = next(line for line in out.splitlines() if "Usage:" in line)
         assert "<bool>" not in out and "{" not in usage and "}" not in usage, (name, usage)
     code, out, _ = run("s2s-export", ["--help"], capsys, monkeypatch)
-    assert "Usage: s2s-export [OPTIONS] MODEL" in out
+    assert "Usage: s2s-export [OPTIONS] [MODEL]" in out
     code, out, _ = run("s2s", ["translate", "--help"], capsys, monkeypatch)
     assert "Usage: s2s translate [OPTIONS] BUNDLE [TEXTS]..." in out
     for flag in ("-o", "--output", "--scores", "--n-best", "--on-error", "--search-style", "--full-distribution"):

@@ -70,7 +70,9 @@ def test_file_with_progress_and_batches(bundle: Path, translator: Translator, tm
     code, out, err = run([str(bundle), "-i", str(f), "--batch-size", "2", "--beam", "3"], capsys, monkeypatch)
     assert code == 0, err
     assert out.splitlines() == texts(translator, lines, beam_size=3)  # one line per input, empty ones too
-    assert err == ""  # stderr is not a terminal: no progress bar
+    # stderr is not a terminal: no progress bar; one warning: "?" is not in the vocabulary
+    assert err.splitlines() == ["warning: 1 of 18 source tokens so far (5.6%) are not in the model's vocabulary "
+                                "(check the input's case, script and tokenization)"]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, out, err = run([str(bundle), "-i", str(f), "--batch-size", "2"], capsys, monkeypatch)
     assert code == 0 and "translating" in err and out.splitlines() == texts(translator, lines)
@@ -101,7 +103,7 @@ def test_n_best_and_json(bundle: Path, translator: Translator, capsys, monkeypat
     want = translator.translate(["abc", "de"], beam_size=4, n_best=2, length_penalty="gnmt", alpha=0.6)
     assert [r["input"] for r in records] == ["abc", "de"]
     for r, hyps in zip(records, want):
-        assert set(r) == {"input", "hypotheses"}
+        assert set(r) == {"input", "hypotheses", "unknown"}
         assert [set(h) for h in r["hypotheses"]] == [{"text", "tokens", "ids", "score"}] * 2
         assert [h["text"] for h in r["hypotheses"]] == [h.text for h in hyps]
         assert [h["tokens"] for h in r["hypotheses"]] == [h.tokens for h in hyps]
@@ -206,7 +208,7 @@ PYTHON_NAMES = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_le
     (["abc", "--max-length", "0"], 1, "--max-length must be >= 1 (got 0)"),
     (["abc", "--threads", "0"], 1, "--threads must be >= 1 (got 0)"),
     (["abc", "--on-error", "ignore"], 1, "--on-error 'ignore' is unknown"),
-    (["a" * 40], 4, "argument 1 has 41 source tokens (EOS included), more than the bundle's max_src_len 32"),
+    (["a" * 40], 4, "argument 1 has 41 source tokens (framing included), more than the bundle's max_src_len 32"),
 ])
 def test_exit_codes(bundle: Path, argv: list[str], code: int, message: str, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     got, out, err = run([str(bundle), *argv], capsys, monkeypatch)
@@ -270,7 +272,7 @@ def test_on_error_stop_and_skip(bundle: Path, translator: Translator, tmp_path: 
     f.write_bytes(b"abc\n" + b"a" * 40 + b"\nde\ncaf\xe9\nhg\n")
     code, out, err = run([str(bundle), "-i", str(f)], capsys, monkeypatch)
     assert code == 4 and out.splitlines() == texts(translator, ["abc"])
-    assert err.splitlines() == [f"error: {f} line 2 has 41 source tokens (EOS included), more than the bundle's "
+    assert err.splitlines() == [f"error: {f} line 2 has 41 source tokens (framing included), more than the bundle's "
                                 "max_src_len 32; split the input, or re-export with --max-src-len 41 or more"]
     code, out, err = run([str(bundle), "-i", str(f), "--on-error", "skip"], capsys, monkeypatch)
     assert code == 0, err

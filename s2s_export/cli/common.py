@@ -72,7 +72,8 @@ def with_flags(error: S2SError, flags: Mapping[str, str]) -> S2SError:
     ``max_length_ratio``), never inside a flag already there (``--topk``)."""
     def rename(text: str) -> str:
         for param, flag in flags.items():
-            name = rf"(?<![\w-]){re.escape(param)}(?!\w)"
+            # a whole identifier, not a document key (search.beam_size)
+            name = rf"(?<![\w-])(?<!\w\.){re.escape(param)}(?!\w)(?!\.\w)"
             text = re.sub(name + r"=True\b", flag, text)
             text = re.sub(name + r"=", flag + " ", text)
             text = re.sub(name, flag, text)

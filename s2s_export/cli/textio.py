@@ -234,12 +234,13 @@ class Formatter:
     def __init__(self, mode: str, n_best: int | None = None) -> None:
         self.mode, self.n_best = mode, n_best
 
-    def lines(self, line: Line, hyps: Sequence[Any] | None) -> list[str]:
-        """``hyps``: the input's hypotheses (best first), None when it was skipped."""
+    def lines(self, line: Line, hyps: Sequence[Any] | None, unknown: int = 0) -> list[str]:
+        """``hyps``: the input's hypotheses (best first), None when it was skipped; ``unknown``:
+        how many of its source tokens are not in the vocabulary (``--json`` carries it)."""
         if self.mode == "json":
             record: dict[str, Any] = {"input": line.text, "hypotheses": [
                 {"text": h.text, "tokens": list(h.tokens), "ids": [int(i) for i in h.ids],
-                 "score": json_score(float(h.score))} for h in hyps or []]}
+                 "score": json_score(float(h.score))} for h in hyps or []], "unknown": unknown}
             if line.problem is not None:
                 record["error"] = str(line.problem)
             return [dumps(record, ensure_ascii=False)]

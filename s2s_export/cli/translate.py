@@ -211,23 +211,56 @@ def _translate_stream(translator: Any, chunks: Any, reader: Any, formatter: Any,
     show = bool(size) and sys.stderr is not None and sys.stderr.isatty()  # elsewhere it is only noise
     progress: Any = (click.progressbar(length=size, label="translating", file=sys.stderr) if show
                      else contextlib.nullcontext())
+    unknown = Unknown(translator)
     with progress as bar:
         for chunk in chunks:
             items, stop = _checked(translator, chunk, on_error)
-            ids = [i for _, i in items if i is not None]
-            results = iter(translator.translate_ids(ids, max_batch_size=batch_size, **search) if ids else [])
+            run = [i for line, i in items if i is not None and line.text.strip()]  # empty lines: empty output
+            results = iter(translator.translate_ids(run, max_batch_size=batch_size, **search) if run else [])
             out: list[str] = []
             for line, i in items:
-                out += formatter.lines(line, next(results) if i is not None else None)
+                hyps = None if i is None else (next(results) if line.text.strip() else [_empty_hypothesis()])
+                out += formatter.lines(line, hyps, unknown.count(i))
                 if first is None and i is not None:
                     first = line.text
             _write(sink, out)
+            unknown.warn_once()
             if stop is not None:
                 raise BadInputError([stop.problem])
             if bar is not None:
                 bar.update(reader.consumed - seen)
                 seen = reader.consumed
     return first
+
+
+class Unknown:
+    """Counts the unknown source tokens (``--json`` carries each line's count) and warns once on
+    stderr, after the first chunk that has any, with their share so far (a user feeding text
+    the model never saw, e.g. capitals to a lowercase model, sees why the output is poor)."""
+
+    def __init__(self, translator: Any) -> None:
+        self.translator, self.unknown, self.tokens, self.warned = translator, 0, 0, False
+
+    def count(self, ids: Any) -> int:
+        if ids is None:
+            return 0
+        n = int(self.translator.unknown(ids))
+        self.unknown, self.tokens = self.unknown + n, self.tokens + len(ids)
+        return n
+
+    def warn_once(self) -> None:
+        if self.unknown and not self.warned:
+            self.warned = True
+            typer.echo(f"warning: {self.unknown} of {self.tokens} source tokens so far ({self.unknown / self.tokens:.1%}) "
+                       "are not in the model's vocabulary (check the input's case, script and tokenization)",
+                       err=True)
+
+
+def _empty_hypothesis() -> Any:
+    """An empty line's one hypothesis: not run through the model, empty text (as ``Translator.translate``)."""
+    from ..runtime import Hypothesis
+
+    return Hypothesis([], [], "", 0.0)
 
 
 def _checked(translator: Any, chunk: list[Any], on_error: str) -> tuple[list[tuple[Any, Any]], Any]:

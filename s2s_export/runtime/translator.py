@@ -161,9 +161,10 @@ class Translator:
         one hypothesis is empty (no ids, text ``""``, score 0). ``ConfigError`` for an option of a
         wrong type or range, ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
         ids = self.encode(texts)
-        self.options(**options)  # ConfigError before any work, empty inputs or not
+        opts = self.options(**options)  # ConfigError before any work, empty inputs or not
         full = [i for i, t in enumerate(texts) if t.strip()]  # an empty line is not run: empty output
-        out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0)] for _ in texts]
+        empty = np.zeros((0, 0), dtype=np.float32) if opts.return_attention else None
+        out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0, empty)] for _ in texts]
         if full:
             done = self.translate_ids([ids[i] for i in full], max_batch_size=max_batch_size, progress=progress,
                                       **options)
@@ -253,9 +254,10 @@ class Translator:
         bundle says how its tool batches (``search.batch_size``), consecutive inputs grouped as
         the tool groups them, so every sentence gets the tool's limit."""
         d = self.manifest.search
-        if opts.max_length_batch_factor is None or d.batch_size is None:
-            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-            return [order[k:k + batch] for k in range(0, len(order), batch)]
+        if opts.max_length_batch_factor is None or d.batch_size is None or d.batch_type == "sorted":
+            size = batch if opts.max_length_batch_factor is None or d.batch_size is None else d.batch_size
+            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # stable
+            return [order[k:k + size] for k in range(0, len(order), size)]
         if d.batch_type == "sentence":
             return [list(range(k, min(k + d.batch_size, len(sources)))) for k in range(0, len(sources), d.batch_size)]
         groups, group, longest = [], [], 0  # Joey NMT's TokenBatchSampler (joeynmt/datasets.py)

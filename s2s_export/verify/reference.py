@@ -136,11 +136,14 @@ def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, m
                      alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,
                      return_attention: bool = False, start_id: int | None = None, eos_id: int | None = None,
                      blocked: tuple[int, ...] = (), max_length_batch_factor: float | None = None,
-                     style: str = "s2s") -> list[list[tuple[Any, ...]]]:
+                     style: str = "s2s", **style_options: Any) -> list[list[tuple[Any, ...]]]:
     """Per source: up to ``n_best`` ``(ids, score)`` best first (``(ids, score, attn [T,S])``
     with ``return_attention``). ``beam_size`` 1 is greedy. ``model``: an ``nn.Module``
     implementing the decoding contract (run in eval mode, its mode restored after);
-    ``start_id``/``eos_id`` default to its own (``conventions.conventions_of``)."""
+    ``start_id``/``eos_id`` default to its own (``conventions.conventions_of``). ``style``: whose
+    decoder to reproduce (``s2s``: the semantics above; another name runs
+    ``verify/styles/<style>.py``'s ``reference_search`` with the options it takes and
+    ``style_options``, the style's own, e.g. ``batch_size`` for ``opennmt``)."""
     from ..conventions import conventions_of
 
     if beam_size < 1 or not 1 <= n_best <= beam_size:
@@ -148,12 +151,19 @@ def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, m
     if style != "s2s":
         import importlib
 
-        module = importlib.import_module(f"{__package__}.styles.{style}")  # another tool's decoder
-        return module.reference_search(  # type: ignore[no-any-return]
-            model, src_ids, beam_size=beam_size, max_length=max_length, max_length_ratio=max_length_ratio,
-            min_length=min_length, length_penalty=length_penalty, alpha=alpha, n_best=n_best,
-            no_repeat_ngram_size=no_repeat_ngram_size, return_attention=return_attention, start_id=start_id,
-            eos_id=eos_id, blocked=blocked, max_length_batch_factor=max_length_batch_factor)
+        import inspect
+
+        run = importlib.import_module(f"{__package__}.styles.{style}").reference_search  # another tool's decoder
+        options = dict(beam_size=beam_size, max_length=max_length, max_length_ratio=max_length_ratio,
+                       min_length=min_length, length_penalty=length_penalty, alpha=alpha, n_best=n_best,
+                       no_repeat_ngram_size=no_repeat_ngram_size, return_attention=return_attention,
+                       start_id=start_id, eos_id=eos_id, blocked=blocked,
+                       max_length_batch_factor=max_length_batch_factor, **style_options)
+        takes = inspect.signature(run).parameters
+        return run(model, src_ids, **{k: v for k, v in options.items()  # type: ignore[no-any-return]
+                                      if k in takes and (v is not None or k not in ("start_id", "eos_id"))})
+    if style_options:
+        raise ValueError(f"options {sorted(style_options)} are not options of the s2s style")
     conv = conventions_of(model)
     start = conv.start_id if start_id is None else int(start_id)
     eos = int(conv.tgt.eos if eos_id is None else eos_id)  # type: ignore[arg-type]
