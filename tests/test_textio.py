@@ -60,6 +60,6 @@ def test_output_formats() -> None:
     (record,) = Formatter("json").lines(line, hyps)
     assert json.loads(record) == {"input": "x", "hypotheses": [
         {"text": "a b", "tokens": ["a", "b"], "ids": [5, 6, 2], "score": -0.123457},
-        {"text": "c", "tokens": ["c"], "ids": [7, 2], "score": None}]}
+        {"text": "c", "tokens": ["c"], "ids": [7, 2], "score": None}], "unknown": 0}
     assert score_text(-1e-9) == "0.000000" and score_text(float("nan")) == "nan"
     assert dumps({"a": [float("inf"), 1.5, {"b": float("nan")}]}) == '{"a": [null, 1.5, {"b": null}]}'
