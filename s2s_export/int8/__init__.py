@@ -1,8 +1,49 @@
-"""Dynamic INT8 graphs for the CPU (ONNX Runtime ``quantize_dynamic`` after its pre-processing).
+"""INT8 graphs for the CPU whose output depends neither on the batch nor on the CPU vendor.
 
-Weights of MatMul/Gemm (and the encoder's LSTM/GRU) become int8; activations are quantized on the
-fly per batch. The attention softmax, log_softmax and top-k stay float32 (they are not in
-``OP_TYPES``). The runtime uses these graphs with ``precision="int8"``.
+``quantize_bundle(bundle)`` adds ``encoder.int8.onnx``, ``decoder_step.int8.onnx`` (and
+``greedy.int8.onnx`` when the bundle has a fused greedy graph) to a bundle; the runtime uses them
+with ``precision="int8"``. Torch-free: it needs onnx and onnxruntime only (``s2s quantize`` on a
+runtime-plus-onnx install). Two variants, both batch-independent:
+
+* ``rowwise`` (default; ``rowwise.py``): dynamic quantization with one activation scale per
+  row, i.e. per sentence in the decoder step and per source position in the encoder, computed
+  in the graph (``max|x| / 127``, symmetric, uint8 with zero point 128), weights int8 per
+  output channel. No calibration.
+* ``static`` (``static.py``): ONNX Runtime ``quantize_static`` (QDQ), one fixed activation scale
+  per tensor, calibrated at quantization time on real encoder inputs and the decoder-step inputs
+  of greedy decodes made with the float32 graphs (``calibration.py``: a text file of sources,
+  ``--calibrate FILE``, or sources generated from the source vocabulary).
+
+Only weight products (``MatMul``/``Gemm`` with a constant weight) become integer products; the
+attention products, softmax, log_softmax, top-k and the encoder's LSTM/GRU stay float32 (ONNX
+Runtime's int8 LSTM quantizes a whole batch, padding included, with one scale).
+
+Why the output was batch-dependent before: ``quantize_dynamic`` inserts DynamicQuantizeLinear,
+which computes one scale and zero point for a whole tensor, i.e. for all sentences of the batch
+(and the padding positions of the encoder), so a sentence's rounding changed with its neighbours.
+Both variants give each row a scale that depends on that row alone.
+
+Why it is exact on every x86 CPU (issue 14): ONNX Runtime multiplies uint8 activations by int8
+weights with MLAS's U8S8 kernels, chosen by CPU (``onnxruntime/core/mlas/lib/platform.cpp``,
+``MLAS_PLATFORM``): AVX2 ``MlasGemmU8S8KernelAvx2`` and AVX512BW ``MlasGemmU8S8KernelAvx512Core``
+(and the batch-1 ``MlasGemvU8S8Kernel*`` of both) use ``vpmaddubsw`` + ``vpmaddwd``
+(``x86_64/QgemmU8S8KernelAvx2.S`` macro ``MultiplyAccumulateRow``,
+``x86_64/QgemmU8S8KernelAvx512Core.S`` macro ``MultiplyAccumulateCell``): ``vpmaddubsw`` adds
+two adjacent u8 x s8 products into a *saturating* int16; AVX-VNNI / AVX512-VNNI
+(``vpdpbusd``) and AMX-INT8 accumulate in int32 exactly. With full-range weights a pair reaches
+2 x 255 x 127 = 64,770 > 32,767, so CPUs without VNNI (e.g. a 2-core AMD EPYC with AVX2 only)
+clip where VNNI CPUs do not (the ``decoder_step/next_c`` errors of 1.4 vs 0.25). Here every int8
+weight lies in [-64, 64] (``WEIGHT_QMAX``: ``rowwise`` quantizes weights to 7 bits itself,
+``static`` passes ``reduce_range=True``), so a pair is at most 2 x 255 x 64 = 32,640 <= 32,767:
+no kernel saturates, every kernel computes the exact int32 products, and the graphs' integer
+results are identical on every x86 CPU. ONNX Runtime uses the same bound: its
+``Avx2WeightS8ToU8Transformer`` (``onnxruntime/core/optimizer/qdq_transformer/s8_to_u8.h``,
+``Int8TensorProto2Uint8``; session option ``session.x64quantprecision``, PR #12088) leaves int8
+weights within [-64, 64] alone because "overflow is not a problem" there, and its
+``quantize_static`` documents ``reduce_range`` (7-bit weights) for CPUs without VNNI.
+``check.saturation_problems`` tests the property on a graph; ``quantize_bundle`` refuses to
+write a graph that breaks it. The float32 parts (scales, attention, the LSTM) still round as
+every float32 graph does (last-bit differences between CPUs), nothing more.
 """
 
 from __future__ import annotations
@@ -10,35 +51,85 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..bundle import GRAPHS, GREEDY, atomic_dir, load_manifest
-from ..errors import BadInputError, BundleError, one_line
+from ..errors import BadInputError, BundleError, UsageError, one_line
+from .rowwise import WEIGHT_QMAX
 
-OP_TYPES = ("MatMul", "Gemm", "LSTM", "GRU")
-
-
-def quantize_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """src fp32 ONNX -> dst dynamic-INT8 ONNX (per-channel int8 weights)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        try:
-            # symbolic shape inference cannot follow the recurrent ops' sequence_lens; ONNX
-            # shape inference and the graph optimizations are what the quantizer needs
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        except Exception:  # noqa: BLE001 - fall back to the raw graph, still valid input
-            pre = Path(src)
-        quantize_dynamic(pre, dst, op_types_to_quantize=list(OP_TYPES), per_channel=True,
-                         weight_type=QuantType.QInt8)
+VARIANTS = ("rowwise", "static")
+DEFAULT_VARIANT = "rowwise"
+METADATA_KEY = "s2s_export.int8"  # metadata_props entry naming the variant in each int8 graph
 
 
-def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Add ``encoder.int8.onnx`` and ``decoder_step.int8.onnx`` to a bundle (atomically: the
-    bundle is rewritten in a temporary copy and swapped in on success). Returns the new
-    ``graphs["int8"]`` entry. When the fp32 graphs have a fused greedy graph, the int8 step gets
-    one too (``greedy.int8.onnx``, built from the quantized step)."""
+def quantize_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str], variant: str = DEFAULT_VARIANT,
+                   feeds: list[dict[str, Any]] | None = None) -> None:
+    """src float32 ONNX -> dst INT8 ONNX of ``variant`` (``static`` needs the calibration
+    ``feeds``: one dict of input arrays per run of the graph)."""
+    import onnx
+
+    if variant == "static":
+        from .static import quantize_static_graph
+
+        quantize_static_graph(src, dst, feeds or [])
+        model = onnx.load(str(dst))
+    else:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        from .rowwise import quantize_rowwise
+
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            try:  # ONNX shape inference + graph optimizations (constant folding), as for static
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            except Exception:  # noqa: BLE001 - the raw graph is valid input too
+                pre = Path(src)
+            model = quantize_rowwise(onnx.load(str(pre)))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, METADATA_KEY: variant})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+def check_graph(path: str | os.PathLike[str]) -> None:
+    """Raise unless every integer product of the graph at ``path`` is exact on every x86 CPU
+    (``check.saturation_problems``)."""
+    import onnx
+
+    from .check import saturation_problems
+
+    problems = saturation_problems(onnx.load(str(path)))
+    if problems:
+        raise RuntimeError(f"{Path(path).name} could saturate int16 on CPUs without VNNI: {problems[0]}")
+
+
+def resolve_variant(variant: str | None, calibrate: str | os.PathLike[str] | None = None) -> str:
+    """The variant to use: ``variant``, else ``static`` when a calibration file is given, else
+    ``DEFAULT_VARIANT``. ``UsageError`` for an unknown variant, or a calibration file with a
+    variant that does not calibrate."""
+    if variant is None:
+        variant = "static" if calibrate is not None else DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        raise UsageError(f"INT8 variant {variant!r} is unknown", f"use one of: {', '.join(VARIANTS)}")
+    if calibrate is not None and variant != "static":
+        raise UsageError(f"a calibration file applies to the static INT8 variant, not {variant}",
+                         "drop --calibrate, or use --int8-variant static")
+    return variant
+
+
+def quantize_bundle(bundle_dir: str | os.PathLike[str], variant: str | None = None,
+                    calibrate: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Add ``encoder.int8.onnx`` and ``decoder_step.int8.onnx`` of ``variant`` (``VARIANTS``;
+    module docstring) to a bundle, atomically (the bundle is rewritten in a temporary copy and
+    swapped in on success); returns the new ``graphs["int8"]`` entry. When the fp32 graphs have
+    a fused greedy graph, the int8 step gets one too (``greedy.int8.onnx``, built from the
+    quantized step). ``variant`` None: ``resolve_variant``. ``calibrate``: a text file of sources
+    (one per line) for ``static``; without it, ``static`` calibrates on sources generated from
+    the source vocabulary.
+
+    Raises ``UsageError`` for an unknown variant or ``calibrate`` with ``rowwise``,
+    ``BundleError``/``BadInputError`` for a bundle without fp32 graphs, a graph that cannot be
+    quantized, or an unreadable calibration file; OS errors (disk full) propagate, nothing changed."""
+    variant = resolve_variant(variant, calibrate)
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
     fp32 = manifest.graphs.get("fp32")
@@ -46,19 +137,30 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
         raise BundleError(f"{bundle_dir} has no fp32 graphs to quantize", "re-export the bundle")
     entry = {g: f"{g}.int8.onnx" for g in GRAPHS}
     with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
+        feeds: dict[str, list[dict[str, Any]] | None] = {g: None for g in GRAPHS}
+        if variant == "static":
+            from .calibration import collect_feeds
+
+            feeds["encoder"], feeds["decoder_step"] = collect_feeds(tmp, calibrate)
         for g in GRAPHS:
             try:
-                quantize_graph(tmp / fp32[g], tmp / entry[g])
+                quantize_graph(tmp / fp32[g], tmp / entry[g], variant, feeds[g])
             except OSError:
                 raise  # disk full, permissions: atomic_dir reports it (nothing changed)
             except Exception as exc:  # noqa: BLE001 - onnx/ORT raise many types on a bad graph
                 raise BadInputError(f"quantizing {fp32[g]} failed ({one_line(exc)})",
                                     "re-export the bundle with s2s-export and try again") from None
+            check_graph(tmp / entry[g])
         if GREEDY in fp32:
             from ..export.greedy import write_greedy
 
             if write_greedy(tmp / entry["decoder_step"], tmp / f"{GREEDY}.int8.onnx", manifest.io):
                 entry[GREEDY] = f"{GREEDY}.int8.onnx"
+                check_graph(tmp / entry[GREEDY])
         manifest.graphs["int8"] = entry
         manifest.save(tmp)
     return entry
+
+
+__all__ = ["DEFAULT_VARIANT", "METADATA_KEY", "VARIANTS", "WEIGHT_QMAX", "check_graph", "quantize_bundle",
+           "quantize_graph", "resolve_variant"]
