@@ -185,6 +185,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
                  verify: bool = True, force: bool = False,
                  src_vocab: Sequence[str] | Vocab | None = None, tgt_vocab: Sequence[str] | Vocab | None = None,
                  tokenizer: str | None = None, trust_pickle: bool = False, int8: bool = False,
+                 int8_variant: str | None = None, calibrate: str | os.PathLike[str] | None = None,
                  trt: bool = False) -> Bundle:
     """Export ``model_or_path`` to the bundle directory ``out_dir`` and return it.
 
@@ -192,12 +193,19 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     size). ``max_batch``/``max_src_len``: recorded for engine profiles; they also cap the parity
     set. ``verify``: parity check (raises ``ParityError``, nothing written). ``force``: replace an
     existing ``out_dir`` (only on success). ``tokenizer``: default the checkpoint's, else
-    ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add dynamic INT8
-    graphs for the CPU (``s2s_export.int8``). ``trt``: then add the
+    ``char``. ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add INT8
+    graphs for the CPU (``s2s_export.int8.quantize_bundle``: ``int8_variant`` rowwise or static,
+    ``calibrate`` a text file of sources for static). ``trt``: then add the
     FP16 graphs and TensorRT engines (``add_tensorrt``; without TensorRT or a GPU it raises
     ``UnsupportedError`` after the ONNX and FP16 bundle is written).
     """
     _check_args(opset, topk, max_batch, max_src_len)
+    if int8:
+        from ..int8 import resolve_variant
+
+        int8_variant = resolve_variant(int8_variant, calibrate)  # bad options fail before any work
+    elif int8_variant is not None or calibrate is not None:
+        raise UsageError("an INT8 variant or calibration file needs int8=True", "add --int8")
     src = _resolve(model_or_path, trust_pickle)
     tokenizer = tokenizer or src.tokenizer
     try:
@@ -244,7 +252,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
         from ..bundle import load_manifest
         from ..int8 import quantize_bundle
 
-        quantize_bundle(bundle.path)
+        quantize_bundle(bundle.path, int8_variant, calibrate)
         bundle = Bundle(bundle.path, load_manifest(bundle.path), manifest.parity)
     if trt:
         bundle = add_tensorrt(bundle)
