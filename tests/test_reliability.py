@@ -384,10 +384,10 @@ def test_quantize_failing_mid_write_keeps_the_bundle(
     real = int8.quantize_graph
     calls: list[str] = []
 
-    def second_fails(src: Path, dst: Path) -> None:  # the encoder is quantized, then the step fails
+    def second_fails(src: Path, dst: Path, *args: Any) -> None:  # the encoder is quantized, then the step fails
         calls.append(Path(dst).name)
         if len(calls) == 1:
-            return real(src, dst)
+            return real(src, dst, *args)
         Path(dst).write_bytes(b"\0" * 100)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if failure == "disk-full" else KeyboardInterrupt()
 
