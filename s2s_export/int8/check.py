@@ -29,12 +29,14 @@ RECURRENT = ("DynamicQuantizeLSTM",)  # ONNX Runtime's int8 LSTM (one activation
 class Product:
     """An integer product of a graph: its node, constant weight (TensorProto, None when not a
     readable constant), the element type of its quantized activation (None: not quantized by a
-    QuantizeLinear / DynamicQuantizeLinear) and whether the weight is stored [N, K]."""
+    QuantizeLinear / DynamicQuantizeLinear), whether the weight is stored [N, K], and the name of
+    the quantized activation tensor (None for DynamicQuantizeMatMul, which quantizes inside)."""
 
     node: Any
     weight: Any
     activation_type: int | None
     transposed: bool
+    activation: str | None = None
 
     @property
     def name(self) -> str:
@@ -87,8 +89,10 @@ def products(model: Any) -> Iterator[Product]:
             else:
                 continue
             attrs = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-            act = int(TensorProto.UINT8) if node.op_type == "DynamicQuantizeMatMul" else activation_type(node.input[a])
-            yield Product(node, consts.get(through_dq(node.input[w])), act, bool(attrs.get("transB", 0)))
+            inner = node.op_type == "DynamicQuantizeMatMul"
+            act = int(TensorProto.UINT8) if inner else activation_type(node.input[a])
+            yield Product(node, consts.get(through_dq(node.input[w])), act, bool(attrs.get("transB", 0)),
+                          None if inner else through_dq(node.input[a]))
 
 
 def saturation_problems(model: Any) -> list[str]:
