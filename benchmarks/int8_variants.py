@@ -143,30 +143,52 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- workers
-def measure_speed(job: dict[str, Any]) -> dict[str, Any]:
-    """One variant x thread count: step/encoder b1 latency, greedy b1 and beam 5 b32 rates."""
-    import numpy as np
+def timed_cpu(fn: Any, iters: int, warmup: int) -> tuple[list[float], list[float]]:
+    """(wall times, process CPU times) of ``iters`` calls after ``warmup`` untimed ones. With one
+    intra-op thread ONNX Runtime computes in the calling thread, so the CPU time leaves out the
+    time other processes hold the core (the wall time on a shared machine does not)."""
+    import gc
 
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    gc.disable()
+    try:
+        wall, cpu = [], []
+        for _ in range(iters):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    finally:
+        gc.enable()
+    return wall, cpu
+
+
+def measure_speed(job: dict[str, Any]) -> dict[str, Any]:
+    """One variant x thread count: step/encoder b1 latency, greedy b1 and beam 5 b32 rates (wall
+    time; with 1 thread also CPU time: ``*_cpu``)."""
     from s2s_export.bench.configs import WorkerConfig
     from s2s_export.bench.engines import OrtEngine
-    from s2s_export.bench.workers import summary, timed
+    from s2s_export.bench.workers import summary
 
     q = job["quick"]
     engine = OrtEngine({"bundle": job["bundle"]}, WorkerConfig("onnxruntime", job["threads"], job["precision"],
                                                                spin="step"))
     pool, wl = job["pool"], {"max_length": job["max_length"], "max_length_ratio": job["max_length_ratio"]}
-    out: dict[str, Any] = {}
-    out["step_b1"] = summary(timed(engine.step_call(pool[0]), 20 if q else job["step_iters"], 20))
-    out["encoder_b1"] = summary(timed(engine.encoder_call(pool[:1]), 5 if q else 50, 5))
-    greedy = pool[: 4 if q else job["greedy_sentences"]]
-    passes = timed(lambda: engine.translate(greedy, 1, 1, wl), 1 if q else job["iters"], 1)
-    out["greedy_b1"] = {**summary(passes), "sentences": len(greedy)}
-    out["greedy_b1"]["sentences_per_s"] = len(greedy) / out["greedy_b1"]["median"]
-    batch = pool[:32]
+    greedy, batch = pool[: 4 if q else job["greedy_sentences"]], pool[:32]
     tokens = sum(len(ids) for ids in engine.translate(batch, 32, 5, wl))
-    passes = timed(lambda: engine.translate(batch, 32, 5, wl), 1 if q else job["iters"], 0)
-    out["beam5_b32"] = {**summary(passes), "tokens": tokens, "tokens_per_s": tokens / float(np.median(passes))}
-    out["info"] = engine.info
+    calls = {"step_b1": (engine.step_call(pool[0]), 20 if q else job["step_iters"], 20),
+             "encoder_b1": (engine.encoder_call(pool[:1]), 5 if q else 50, 5),
+             "greedy_b1": (lambda: engine.translate(greedy, 1, 1, wl), 1 if q else job["iters"], 1),
+             "beam5_b32": (lambda: engine.translate(batch, 32, 5, wl), 1 if q else job["iters"], 0)}
+    out: dict[str, Any] = {"info": engine.info}
+    for fig, (fn, iters, warmup) in calls.items():
+        wall, cpu = timed_cpu(fn, iters, warmup)
+        out[fig], out[fig + "_cpu"] = summary(wall), summary(cpu)
+    for suffix in ("", "_cpu"):
+        out["greedy_b1" + suffix]["sentences_per_s"] = len(greedy) / out["greedy_b1" + suffix]["median"]
+        out["beam5_b32" + suffix]["tokens_per_s"] = tokens / out["beam5_b32" + suffix]["median"]
     return out
 
 
@@ -279,6 +301,7 @@ def launch(job: dict[str, Any], workdir: Path, name: str, threads: int, timeout:
 # ---------------------------------------------------------------------------------------- main
 FIGURES = {"step_b1": ("median", 1e6, "us", False), "encoder_b1": ("median", 1e6, "us", False),
            "greedy_b1": ("sentences_per_s", 1, "sent/s", True), "beam5_b32": ("tokens_per_s", 1, "tok/s", True)}
+FIGURES.update({f"{k}_cpu": v for k, v in FIGURES.items()})
 
 
 def best_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -406,12 +429,16 @@ def render(doc: dict[str, Any]) -> str:
              f"load {doc['load_before'][0]:.1f} -> {doc['load_after'][0]:.1f} (preliminary)", ""]
     for model, variants in doc["speed"].items():
         lines += [f"### {model} ({doc['models'][model]['params']:,} parameters)", "",
-                  "| variant | threads | step b1 (us) | encoder b1 (us) | greedy b1 (sent/s) | beam 5 b32 (tok/s) |",
-                  "|---|---|---|---|---|---|"]
+                  "| variant | threads | time | step b1 (us) | encoder b1 (us) | greedy b1 (sent/s) "
+                  "| beam 5 b32 (tok/s) |", "|---|---|---|---|---|---|---|"]
         for variant, per_threads in variants.items():
             for threads, figs in per_threads.items():
-                cells = [f"{figs[f]['value']:,.1f}" if f in figs else "-" for f in FIGURES]
-                lines.append(f"| {variant} | {threads} | " + " | ".join(cells) + " |")
+                for clock, suffix in (("wall", ""), ("CPU", "_cpu")):
+                    if clock == "CPU" and threads != "1t":
+                        continue  # spinning pool threads: CPU time is not work at 2 threads
+                    cells = [f"{figs[f + suffix]['value']:,.1f}" if f + suffix in figs else "-"
+                             for f in FIGURES if not f.endswith("_cpu")]
+                    lines.append(f"| {variant} | {threads} | {clock} | " + " | ".join(cells) + " |")
         lines.append("")
     if doc.get("quality"):
         lines += ["### G2P quality and batch independence (CMUdict test split)", "",
