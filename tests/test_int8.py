@@ -13,7 +13,7 @@ import pytest
 
 from s2s_export.bundle import load_manifest
 from s2s_export.export import export_model
-from s2s_export.int8 import METADATA_KEY, VARIANTS, WEIGHT_QMAX, quantize_bundle
+from s2s_export.int8 import DEFAULT_VARIANT, METADATA_KEY, VARIANTS, WEIGHT_QMAX, quantize_bundle
 from s2s_export.int8.check import integer_weights, saturation_problems, u8s8_product_avx2
 from s2s_export.runtime import Translator
 
@@ -82,9 +82,10 @@ def test_export_int8_adds_hashed_graphs(tiny_checkpoint: Callable[..., Path], tm
     assert set(m.graphs["int8"].values()) <= set(m.files)
     for name in m.graphs["int8"].values():
         model = onnx.load(str(out / name))
-        assert {p.key: p.value for p in model.metadata_props}[METADATA_KEY] == "rowwise"
+        assert {p.key: p.value for p in model.metadata_props}[METADATA_KEY] == DEFAULT_VARIANT == "static"
         ops = {n.op_type for n in all_nodes(model.graph)}  # the greedy graph's are in its Loop body
-        assert "MatMulIntegerToFloat" in ops and not ops & {"DynamicQuantizeLinear", "DynamicQuantizeLSTM"}, ops
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops, ops
+        assert not ops & {"DynamicQuantizeLinear", "DynamicQuantizeLSTM"}, ops
         assert (out / name).stat().st_size < (out / m.graphs["fp32"][name.split(".")[0]]).stat().st_size
 
 
@@ -270,3 +271,28 @@ def test_quantize_is_atomic_on_failure(bundles: dict[str, Path], monkeypatch: py
         quantize_bundle(copy)
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no temp directory left behind
+
+
+def test_quantize_runs_without_torch(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """`s2s quantize` (the default static variant: calibration decodes included) needs only the
+    runtime, onnx and onnxruntime: it runs with torch unimportable."""
+    import subprocess
+    import sys
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundles["fp32"], copy)
+    code = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+from s2s_export.cli.main import main
+sys.argv = ["s2s", "quantize", {str(copy)!r}]
+main()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "INT8 variant static, calibrated on generated sources" in proc.stdout
+    assert load_manifest(copy).graphs["int8"]["greedy"] == "greedy.int8.onnx"

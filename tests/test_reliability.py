@@ -198,6 +198,9 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
     ("corrupted-onnx", "s2s", lambda t, c, b: ["translate", str(_corrupt_graph(b)), "abc"],
      4, ("ONNX Runtime cannot load decoder_step.onnx", "re-export")),
     ("quantize-corrupted-onnx", "s2s", lambda t, c, b: ["quantize", str(_corrupt_graph(b))],
+     4, ("cannot load decoder_step.onnx", "re-export")),  # static INT8 calibrates on the fp32 graphs first
+    ("quantize-rowwise-corrupted-onnx", "s2s", lambda t, c, b: ["quantize", str(_corrupt_graph(b)), "--variant",
+                                                                "rowwise"],
      4, ("quantizing decoder_step.onnx failed", "re-export")),
     ("manifest-not-json", "s2s",
      lambda t, c, b: ["translate", str(_write(b / "manifest.json", "{not json").parent), "abc"],

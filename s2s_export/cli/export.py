@@ -68,7 +68,7 @@ def export(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="check parity with ONNX Runtime"),
     int8: bool = typer.Option(False, "--int8", help="also add INT8 graphs for the CPU"),
     int8_variant: Optional[str] = typer.Option(
-        None, "--int8-variant", help=f"{' or '.join(VARIANTS)} (default {DEFAULT_VARIANT}; static with --calibrate)"),
+        None, "--int8-variant", help=f"{' or '.join(VARIANTS)} (default {DEFAULT_VARIANT})"),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate",
                                              help="static INT8: calibrate on these sources (one per line)"),
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),

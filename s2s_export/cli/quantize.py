@@ -15,7 +15,7 @@ from .common import handle_errors
 def quantize(
     bundle: Path = typer.Argument(..., help="bundle directory written by s2s-export"),
     variant: Optional[str] = typer.Option(
-        None, "--variant", help=f"{' or '.join(VARIANTS)} (default {DEFAULT_VARIANT}; static with --calibrate)"),
+        None, "--variant", help=f"{' or '.join(VARIANTS)} (default {DEFAULT_VARIANT})"),
     calibrate: Optional[Path] = typer.Option(
         None, "--calibrate", help="static: calibrate on these sources, one per line (default: generated ones)"),
 ) -> None:

@@ -5,14 +5,22 @@
 with ``precision="int8"``. Torch-free: it needs onnx and onnxruntime only (``s2s quantize`` on a
 runtime-plus-onnx install). Two variants, both batch-independent:
 
-* ``rowwise`` (default; ``rowwise.py``): dynamic quantization with one activation scale per
-  row, i.e. per sentence in the decoder step and per source position in the encoder, computed
-  in the graph (``max|x| / 127``, symmetric, uint8 with zero point 128), weights int8 per
-  output channel. No calibration.
-* ``static`` (``static.py``): ONNX Runtime ``quantize_static`` (QDQ), one fixed activation scale
-  per tensor, calibrated at quantization time on real encoder inputs and the decoder-step inputs
-  of greedy decodes made with the float32 graphs (``calibration.py``: a text file of sources,
-  ``--calibrate FILE``, or sources generated from the source vocabulary).
+* ``static`` (default; ``static.py``): ONNX Runtime ``quantize_static`` (QDQ), one fixed
+  activation scale per tensor, calibrated at quantization time on real encoder inputs and the
+  decoder-step inputs of greedy decodes made with the float32 graphs (``calibration.py``: a text
+  file of sources, ``--calibrate FILE``, or 256 sources generated from the source vocabulary).
+  Fixed scales: a sentence's rounding cannot depend on other sentences.
+* ``rowwise`` (``rowwise.py``): dynamic quantization with one activation scale per row, i.e. per
+  sentence in the decoder step and per source position in the encoder, computed in the graph
+  (``max|x| / 127``, symmetric, uint8 with zero point 128), weights int8 per output channel.
+  No calibration, no clipping of activations outside a calibrated range.
+
+The default is the batch-independent variant that was fastest at batch 1 with a task metric
+within 1 point of float32 (measured side by side, ``benchmarks/int8_variants.py``,
+``benchmarks/README.md``, preliminary 2026-11-30 on a shared 2-core Xeon, 1 thread, CPU time):
+G2P greedy batch 1 static 1,161 / rowwise 958 sentences/s (FP32 625), NMT-sized 71.2 / 60.7
+(FP32 28.4); G2P word error rate (CMUdict test, 6,004 words) FP32 33.38%, static 33.44%
+(generated calibration sources; 33.41% calibrated on 256 training words), rowwise 33.44%.
 
 Only weight products (``MatMul``/``Gemm`` with a constant weight) become integer products; the
 attention products, softmax, log_softmax, top-k and the encoder's LSTM/GRU stay float32 (ONNX
@@ -21,7 +29,7 @@ Runtime's int8 LSTM quantizes a whole batch, padding included, with one scale).
 Why the output was batch-dependent before: ``quantize_dynamic`` inserts DynamicQuantizeLinear,
 which computes one scale and zero point for a whole tensor, i.e. for all sentences of the batch
 (and the padding positions of the encoder), so a sentence's rounding changed with its neighbours.
-Both variants give each row a scale that depends on that row alone.
+Both variants give each row a scale that depends on that row alone (static: on nothing at all).
 
 Why it is exact on every x86 CPU (issue 14): ONNX Runtime multiplies uint8 activations by int8
 weights with MLAS's U8S8 kernels, chosen by CPU (``onnxruntime/core/mlas/lib/platform.cpp``,
@@ -57,8 +65,8 @@ from ..bundle import GRAPHS, GREEDY, atomic_dir, load_manifest
 from ..errors import BadInputError, BundleError, UsageError, one_line
 from .rowwise import WEIGHT_QMAX
 
-VARIANTS = ("rowwise", "static")
-DEFAULT_VARIANT = "rowwise"
+VARIANTS = ("static", "rowwise")
+DEFAULT_VARIANT = "static"  # batch-independent and fastest at batch 1 (module docstring)
 METADATA_KEY = "s2s_export.int8"  # metadata_props entry naming the variant in each int8 graph
 
 
@@ -112,7 +120,7 @@ def resolve_variant(variant: str | None, calibrate: str | os.PathLike[str] | Non
         raise UsageError(f"INT8 variant {variant!r} is unknown", f"use one of: {', '.join(VARIANTS)}")
     if calibrate is not None and variant != "static":
         raise UsageError(f"a calibration file applies to the static INT8 variant, not {variant}",
-                         "drop --calibrate, or use --int8-variant static")
+                         "drop the calibration file, or use the static variant")
     return variant
 
 
@@ -136,12 +144,12 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str], variant: str | None = No
     if not fp32:
         raise BundleError(f"{bundle_dir} has no fp32 graphs to quantize", "re-export the bundle")
     entry = {g: f"{g}.int8.onnx" for g in GRAPHS}
-    with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
-        feeds: dict[str, list[dict[str, Any]] | None] = {g: None for g in GRAPHS}
-        if variant == "static":
-            from .calibration import collect_feeds
+    feeds: dict[str, list[dict[str, Any]] | None] = {g: None for g in GRAPHS}
+    if variant == "static":  # decodes with the bundle's fp32 graphs (their errors name the bundle)
+        from .calibration import collect_feeds
 
-            feeds["encoder"], feeds["decoder_step"] = collect_feeds(tmp, calibrate)
+        feeds["encoder"], feeds["decoder_step"] = collect_feeds(bundle_dir, calibrate)
+    with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
         for g in GRAPHS:
             try:
                 quantize_graph(tmp / fp32[g], tmp / entry[g], variant, feeds[g])
