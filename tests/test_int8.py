@@ -119,14 +119,26 @@ def test_vendor_independence_property(bundles: dict[str, Path], g2p: dict[str, A
 
 
 # ------------------------------------------------------------------ batch independence
+def same_outputs(variant: str, got: list[tuple[list[int], float]], want: list[tuple[list[int], float]]) -> None:
+    """static: ids and scores identical. rowwise: ids identical, scores to float32 rounding: the
+    float32 attention over a padded source can differ in the last bit with the amount of padding
+    (as in FP32), and a row's scale passes its largest value's last bit on to the whole row,
+    where a fixed scale absorbs it (module docstring of s2s_export.int8)."""
+    if variant == "static":
+        assert got == want
+    else:
+        assert [g[0] for g in got] == [w[0] for w in want]
+        assert [g[1] for g in got] == pytest.approx([w[1] for w in want], abs=1e-5)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_tiny_model_output_does_not_depend_on_the_batch(bundles: dict[str, Path], variant: str) -> None:
     translator = Translator.load(bundles[variant], precision="int8", intra_op_threads=1)
     words = reverse_words()
     for kw in ({}, {"beam_size": 4, "n_best": 2}):
         alone = results(translator, words, 1, **kw)
-        assert results(translator, words, 64, **kw) == alone  # ids and scores, exactly
-        assert results(translator, words[::-1], 5, **kw) == alone[::-1]
+        same_outputs(variant, results(translator, words, 64, **kw), alone)
+        same_outputs(variant, results(translator, words[::-1], 5, **kw), alone[::-1])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -146,7 +158,7 @@ def test_fused_greedy_equals_the_python_loop(bundles: dict[str, Path], variant: 
 
 def test_g2p_example_batch_independence_and_quality(g2p: dict[str, Any]) -> None:
     """On the shipped G2P model: every variant's outputs at batch 1 equal those at batch 64
-    (greedy and beam 4, ids and scores), and its word error rate on 301 CMUdict test words is
+    (greedy and beam 4; ``same_outputs``), and its word error rate on 301 CMUdict test words is
     within 1 point of FP32's (phoneme error rate within 0.5)."""
     from s2s_export.train.metrics import score
 
@@ -157,7 +169,7 @@ def test_g2p_example_batch_independence_and_quality(g2p: dict[str, Any]) -> None
         t = Translator.load(g2p["bundles"][variant], precision="int8", intra_op_threads=1)
         greedy = t.translate(words, max_batch_size=64, max_length=50)
         for kw in ({}, {"beam_size": 4}):
-            assert results(t, words, 1, max_length=50, **kw) == results(t, words, 64, max_length=50, **kw), kw
+            same_outputs(variant, results(t, words, 64, max_length=50, **kw), results(t, words, 1, max_length=50, **kw))
         got = score([h[0].tokens for h in greedy], refs)
         assert abs(got["word_error_rate"] - base["word_error_rate"]) <= 0.01, (variant, got, base)
         assert abs(got["token_error_rate"] - base["token_error_rate"]) <= 0.005, (variant, got, base)
@@ -201,6 +213,35 @@ def test_rowwise_rows_are_independent() -> None:
     wq, scale = quantize_weight(w1)
     assert wq.dtype == np.int8 and np.abs(wq).max() == WEIGHT_QMAX
     assert np.abs(wq * scale - w1).max() <= scale.max() / 2 + 1e-6
+
+
+def test_static_isolates_products_and_skips_graphs_without_any(tmp_path: Path) -> None:
+    """A state read by a weight product and returned as an output stays float32 (the quantizer's
+    pair goes on a private copy); a graph without weight products is written unchanged."""
+    import onnxruntime as ort
+
+    from s2s_export.int8.static import quantize_static_graph
+
+    h, rng = onnx.helper, np.random.default_rng(2)
+    w = onnx.numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "w")
+    vi = h.make_tensor_value_info
+    graph = h.make_graph([h.make_node("Tanh", ["x"], ["state"]), h.make_node("MatMul", ["state", "w"], ["y"])], "g",
+                         [vi("x", onnx.TensorProto.FLOAT, ["b", 4])],
+                         [vi("state", onnx.TensorProto.FLOAT, ["b", 4]), vi("y", onnx.TensorProto.FLOAT, ["b", 3])],
+                         initializer=[w])
+    src = tmp_path / "g.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(src))
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    quantize_static_graph(src, tmp_path / "q.onnx", [{"x": x[:3]}, {"x": x[3:]}])
+    want_state, want_y = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    state, y = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert (state == want_state).all()  # the float32 state itself, not its dequantized copy
+    assert 0 < np.abs(y - want_y).max() < 0.05  # the product is quantized
+    bare = h.make_model(h.make_graph([h.make_node("Tanh", ["x"], ["y"])], "g", [vi("x", onnx.TensorProto.FLOAT, [2])],
+                                     [vi("y", onnx.TensorProto.FLOAT, [2])]), opset_imports=[h.make_opsetid("", 17)])
+    onnx.save(bare, str(src))
+    quantize_static_graph(src, tmp_path / "q.onnx", [{"x": np.ones(2, np.float32)}])
+    assert [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node] == ["Tanh"]
 
 
 # ------------------------------------------------------------------ static: calibration, CLI

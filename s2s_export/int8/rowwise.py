@@ -9,9 +9,13 @@ Each ``MatMul(X, W)`` / ``Gemm(X, W, C)`` whose ``W`` is a constant 2-D initiali
 
 ``Wq`` [K, N] int8 in [-64, 64] with ``w_scale`` [N] float32 (one per output column, symmetric,
 no zero point). A row is a sentence (decoder step: X [batch, K]) or a source position (encoder:
-X [batch, src_len, K]): its scale depends on that row alone, so a sentence's result never
-depends on the other sentences of the batch, nor on the padding around it. The quantization of
-an activation read by several products is computed once. Products of two activations (attention
+X [batch, src_len, K]): its scale depends on that row alone, never on the other sentences of the
+batch or on padding rows. The float32 values that reach it are another matter: attention over a
+padded source can round its last bit differently with the amount of padding (as the FP32 graphs
+do), and the row's scale passes a last-bit change of its largest value on to the whole row, so
+scores may differ by ~1e-7 between batch sizes (ids identical in every measurement; a fixed
+static scale absorbs such changes instead). The quantization of an activation read by several
+products is computed once. Products of two activations (attention
 scores and contexts) and the encoder's LSTM/GRU stay float32.
 """
 
@@ -43,7 +47,7 @@ def _opset(model: Any) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _weight_product(node: Any, inits: dict[str, Any]) -> tuple[str, np.ndarray, np.ndarray | None, bool] | None:
+def weight_product(node: Any, inits: dict[str, Any]) -> tuple[str, np.ndarray, np.ndarray | None, bool] | None:
     """(activation input, W [K, N] float32, bias or None, W was transposed) of a product this
     rewrite handles; None for any other node."""
     from onnx import helper, numpy_helper
@@ -120,7 +124,7 @@ class _Rewriter:
         return self._weights[key]
 
     def product(self, node: Any, found: tuple[str, np.ndarray, np.ndarray | None, bool]) -> None:
-        """The integer replacement of weight product ``node`` (``_weight_product``)."""
+        """The integer replacement of weight product ``node`` (``weight_product``)."""
         from onnx import helper, numpy_helper
 
         x, w, bias, transposed = found
@@ -149,7 +153,7 @@ def quantize_rowwise(model: Any) -> Any:
     inits = {t.name: t for t in g.initializer}
     rw = _Rewriter(_opset(out))
     for node in g.node:
-        found = _weight_product(node, inits)
+        found = weight_product(node, inits)
         if found is None:
             rw.nodes.append(node)
         else:
@@ -165,4 +169,4 @@ def quantize_rowwise(model: Any) -> Any:
     return out
 
 
-__all__ = ["ACT_QMAX", "ACT_ZERO_POINT", "WEIGHT_QMAX", "quantize_rowwise", "quantize_weight"]
+__all__ = ["ACT_QMAX", "ACT_ZERO_POINT", "WEIGHT_QMAX", "quantize_rowwise", "quantize_weight", "weight_product"]

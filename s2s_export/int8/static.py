@@ -41,20 +41,25 @@ class FeedReader:
 
 def isolate_weight_products(model: Any) -> tuple[Any, list[str]]:
     """A copy of ``model`` where each weight product (MatMul/Gemm with a constant 2-D weight)
-    reads its activation through its own ``Identity``, and the names of those products. The
-    quantizer then puts its QuantizeLinear/DequantizeLinear pair on that private copy, so the
-    product's other readers (elementwise ops, graph outputs such as a state) keep the exact
-    float32 tensor; ONNX Runtime removes the Identity when it loads the graph."""
+    reads its activation through its own ``Identity``, and the names of those products.
+
+    Why: onnxruntime 1.32's QDQ quantizer (``qdq_quantizer.py``,
+    ``QDQQuantizer._add_qdq_pair_for_activation``) replaces a quantized tensor by its
+    DequantizeLinear output for *every* reader, graph outputs included, so a decoder state read by
+    a product would leave the step fake-quantized. On the private copy only the product sees the
+    pair; ONNX Runtime removes the Identity when it loads the graph. The names go to
+    ``nodes_to_quantize`` because the QDQ quantizer does not honour ``MatMulConstBOnly`` (it
+    quantized the attention products, activation by activation)."""
     from onnx import helper
 
-    from .rowwise import _weight_product
+    from .rowwise import weight_product
 
     out = type(model)()
     out.CopyFrom(model)
     inits = {t.name: t for t in out.graph.initializer}
     nodes, names = [], []
     for i, node in enumerate(out.graph.node):
-        if _weight_product(node, inits) is not None:
+        if weight_product(node, inits) is not None:
             if not node.name:
                 node.name = f"int8/product_{i}"
             private = f"{node.input[0]}/int8_in/{node.name}"
@@ -69,7 +74,9 @@ def isolate_weight_products(model: Any) -> tuple[Any, list[str]]:
 
 def quantize_static_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                           feeds: list[dict[str, np.ndarray]]) -> None:
-    """src float32 ONNX -> dst static QDQ INT8 ONNX, calibrated (min/max) on ``feeds``."""
+    """src float32 ONNX -> dst static QDQ INT8 ONNX, calibrated (min/max) on ``feeds`` (one dict
+    of input arrays per run of the graph; inputs the graph lacks are dropped). A graph without
+    weight products is written unchanged. onnx/onnxruntime errors propagate."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
@@ -86,6 +93,9 @@ def quantize_static_graph(src: str | os.PathLike[str], dst: str | os.PathLike[st
         except Exception:  # noqa: BLE001 - the raw graph is valid input too
             pre = Path(src)
         model, products = isolate_weight_products(onnx.load(str(pre)))
+        if not products:  # nothing to quantize (an empty nodes_to_quantize would mean "all")
+            onnx.save(onnx.load(str(pre)), str(dst))
+            return
         # no CalibMaxIntermediateOutputs: in onnxruntime 1.32 (calibrate.py, MinMaxCalibrater.
         # collect_data) reaching it drops the collected ranges unmerged; the calibrator keeps
         # only the reduced min/max per run anyway
@@ -98,4 +108,4 @@ def quantize_static_graph(src: str | os.PathLike[str], dst: str | os.PathLike[st
                         calibration_providers=["CPUExecutionProvider"])
 
 
-__all__ = ["FeedReader", "OP_TYPES", "quantize_static_graph"]
+__all__ = ["FeedReader", "OP_TYPES", "isolate_weight_products", "quantize_static_graph"]
