@@ -39,11 +39,12 @@ ids were identical there too, scores differed by up to ~2e-7 (tests/test_int8.py
 to identical outputs and rowwise to identical ids).
 
 Why it is exact on every x86 CPU (issue 14): ONNX Runtime multiplies uint8 activations by int8
-weights with MLAS's U8S8 kernels, chosen by CPU (``onnxruntime/core/mlas/lib/platform.cpp``,
-``MLAS_PLATFORM``): AVX2 ``MlasGemmU8S8KernelAvx2`` and AVX512BW ``MlasGemmU8S8KernelAvx512Core``
-(and the batch-1 ``MlasGemvU8S8Kernel*`` of both) use ``vpmaddubsw`` + ``vpmaddwd``
-(``x86_64/QgemmU8S8KernelAvx2.S`` macro ``MultiplyAccumulateRow``,
-``x86_64/QgemmU8S8KernelAvx512Core.S`` macro ``MultiplyAccumulateCell``): ``vpmaddubsw`` adds
+weights with MLAS's U8S8 kernels, chosen by CPU (ONNX Runtime sources, github
+microsoft/onnxruntime: ``onnxruntime/core/mlas/lib/platform.cpp``, ``MLAS_PLATFORM``): AVX2
+``MlasGemmU8S8KernelAvx2`` (and its matrix-vector ``MlasGemvU8S8KernelAvx2``) and AVX512BW
+``MlasGemmU8S8KernelAvx512Core`` use ``vpmaddubsw`` + ``vpmaddwd`` (``mlas/lib/x86_64/``
+``QgemmU8S8KernelAvx2.S`` macro ``MultiplyAccumulateRow``, ``QgemvU8S8KernelAvx2.S``,
+``QgemmU8S8KernelAvx512Core.S`` macro ``MultiplyAccumulateCell``): ``vpmaddubsw`` adds
 two adjacent u8 x s8 products into a *saturating* int16; AVX-VNNI / AVX512-VNNI
 (``vpdpbusd``) and AMX-INT8 accumulate in int32 exactly. With full-range weights a pair reaches
 2 x 255 x 127 = 64,770 > 32,767, so CPUs without VNNI (e.g. a 2-core AMD EPYC with AVX2 only)
@@ -51,11 +52,13 @@ clip where VNNI CPUs do not (the ``decoder_step/next_c`` errors of 1.4 vs 0.25).
 weight lies in [-64, 64] (``WEIGHT_QMAX``: ``rowwise`` quantizes weights to 7 bits itself,
 ``static`` passes ``reduce_range=True``), so a pair is at most 2 x 255 x 64 = 32,640 <= 32,767:
 no kernel saturates, every kernel computes the exact int32 products, and the graphs' integer
-results are identical on every x86 CPU. ONNX Runtime uses the same bound: its
-``Avx2WeightS8ToU8Transformer`` (``onnxruntime/core/optimizer/qdq_transformer/s8_to_u8.h``,
-``Int8TensorProto2Uint8``; session option ``session.x64quantprecision``, PR #12088) leaves int8
-weights within [-64, 64] alone because "overflow is not a problem" there, and its
-``quantize_static`` documents ``reduce_range`` (7-bit weights) for CPUs without VNNI.
+results are identical on every x86 CPU. ONNX Runtime uses the same bound: its optional
+``Avx2WeightS8ToU8Transformer`` (session option ``session.x64quantprecision``, PR #12088;
+``onnxruntime/core/optimizer/qdq_transformer/s8_to_u8.h`` ``Int8TensorProto2Uint8`` and
+``s8_to_u8.cc`` ``ConvertS8WeightToU8``) switches a product to the slower uint8 x uint8 kernels
+on CPUs without VNNI only when an int8 weight lies outside [-64, 64], as it cannot overflow
+within; and the docstring of its ``quantize_static`` (onnxruntime 1.32) recommends
+``reduce_range`` (7-bit weights) for CPUs without VNNI.
 ``check.saturation_problems`` tests the property on a graph; ``quantize_bundle`` refuses to
 write a graph that breaks it. The float32 parts (scales, attention, the LSTM) still round as
 every float32 graph does (last-bit differences between CPUs), nothing more.

@@ -82,8 +82,12 @@ def collect_feeds(bundle_dir: str | os.PathLike[str], calibrate: str | os.PathLi
                   count: int = DEFAULT_SOURCES, seed: int = 0
                   ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
     """(encoder feeds, decoder step feeds): the inputs the bundle's float32 graphs receive when
-    greedy-decoding the calibration sources (``calibrate`` file, or generated) in batches of
-    ``BATCH``. Every feed is a dict of numpy arrays named as the graph's inputs."""
+    greedy-decoding ``count`` calibration sources (the ``calibrate`` file's first lines, or
+    generated ones) in batches of ``BATCH``, at most ``MAX_STEPS`` steps. A feed is a dict of
+    numpy arrays named as the graph's inputs: encoder ``src`` [B, S] int64 and ``src_lengths``
+    [B] int64; step ``tokens`` [B] int64, ``reorder`` [B] int64 and the static and state tensors
+    the step reads (shapes and dtypes of the manifest's IO), B shrinking as sentences finish.
+    Raises ``BundleError`` for an unusable bundle, ``BadInputError`` for an unusable file."""
     from ..bundle import load_manifest
     from ..runtime import Translator
     from ..runtime.backends.onnxruntime import OnnxRuntimeBackend, graph_files
