@@ -288,7 +288,7 @@ def test_quantize_cli_variants_and_calibration(bundles: dict[str, Path], tmp_pat
 def test_export_int8_options_fail_before_any_work(tiny_checkpoint: Callable[..., Path], tmp_path: Path) -> None:
     from s2s_export.errors import UsageError
 
-    with pytest.raises(UsageError, match="needs int8=True"):
+    with pytest.raises(UsageError, match="without INT8 graphs"):
         export_model(tiny_checkpoint("luong-general"), tmp_path / "x", calibrate=tmp_path / "c.txt")
     with pytest.raises(UsageError, match="unknown"):
         export_model(tiny_checkpoint("luong-general"), tmp_path / "x", int8=True, int8_variant="fast")

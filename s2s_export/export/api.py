@@ -205,7 +205,8 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
 
         int8_variant = resolve_variant(int8_variant, calibrate)  # bad options fail before any work
     elif int8_variant is not None or calibrate is not None:
-        raise UsageError("an INT8 variant or calibration file needs int8=True", "add --int8")
+        raise UsageError("an INT8 variant or calibration file is given without INT8 graphs",
+                         "add --int8 (export_model: int8=True)")
     src = _resolve(model_or_path, trust_pickle)
     tokenizer = tokenizer or src.tokenizer
     try:
