@@ -216,6 +216,9 @@ CASES: list[tuple[str, str, Callable[[S, S, S], list[str]], int, tuple[str, ...]
     ("corrupted-onnx", "s2s", lambda t, c, b: ["translate", str(_corrupt_graph(b)), "abc"],
      4, ("ONNX Runtime cannot load decoder_step.onnx", "re-export")),
     ("quantize-corrupted-onnx", "s2s", lambda t, c, b: ["quantize", str(_corrupt_graph(b))],
+     4, ("cannot load decoder_step.onnx", "re-export")),  # static INT8 calibrates on the fp32 graphs first
+    ("quantize-rowwise-corrupted-onnx", "s2s", lambda t, c, b: ["quantize", str(_corrupt_graph(b)), "--variant",
+                                                                "rowwise"],
      4, ("quantizing decoder_step.onnx failed", "re-export")),
     ("manifest-not-json", "s2s",
      lambda t, c, b: ["translate", str(_write(b / "manifest.json", "{not json").parent), "abc"],
@@ -418,10 +421,10 @@ def test_quantize_failing_mid_write_keeps_the_bundle(
     real = int8.quantize_graph
     calls: list[str] = []
 
-    def second_fails(src: Path, dst: Path) -> None:  # the encoder is quantized, then the step fails
+    def second_fails(src: Path, dst: Path, *args: Any) -> None:  # the encoder is quantized, then the step fails
         calls.append(Path(dst).name)
         if len(calls) == 1:
-            return real(src, dst)
+            return real(src, dst, *args)
         Path(dst).write_bytes(b"\0" * 100)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if failure == "disk-full" else KeyboardInterrupt()
 
