@@ -669,7 +669,7 @@ def test_export_with_int8_is_one_transaction(trained: Path, bundle: Path, tmp_pa
     out = copy_bundle(bundle, tmp_path / "out")
     before = snapshot(out)
 
-    def interrupted(src: Any, dst: Any) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(int8, "quantize_graph", interrupted)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..conventions import FORMAT1, Specials
 from ..errors import BadInputError
 from ..vocab import content_ids
 
@@ -29,13 +30,14 @@ MAX_STEPS = 100  # greedy steps per calibration batch at most
 
 
 def generated_sources(vocab_size: int, max_src_len: int, count: int = DEFAULT_SOURCES,
-                      seed: int = 0) -> list[list[int]]:
-    """``count`` source id lists (no EOS) of ordinary tokens of a ``vocab_size`` vocabulary,
-    lengths uniform in 1..min(GENERATED_MAX_LEN, max_src_len - 1); deterministic (``seed``)."""
+                      seed: int = 0, specials: Specials = FORMAT1, framing_tokens: int = 1) -> list[list[int]]:
+    """``count`` source id lists (before the framing) of ordinary tokens of a ``vocab_size``
+    vocabulary (none of ``specials``), lengths uniform in 1..min(GENERATED_MAX_LEN, max_src_len -
+    framing_tokens); deterministic (``seed``)."""
     rng = random.Random(seed)
-    lo, hi = content_ids(vocab_size)
-    longest = max(1, min(GENERATED_MAX_LEN, max_src_len - 1))
-    return [[rng.randrange(lo, hi) for _ in range(rng.randint(1, longest))] for _ in range(count)]
+    ids = content_ids(vocab_size, specials)
+    longest = max(1, min(GENERATED_MAX_LEN, max_src_len - framing_tokens))
+    return [[ids[rng.randrange(len(ids))] for _ in range(rng.randint(1, longest))] for _ in range(count)]
 
 
 def file_sources(translator: Any, path: str | os.PathLike[str], count: int = DEFAULT_SOURCES) -> list[list[int]]:
@@ -102,7 +104,8 @@ def collect_feeds(bundle_dir: str | os.PathLike[str], calibrate: str | os.PathLi
     if calibrate is not None:
         sources = file_sources(translator, calibrate, count)
     else:
-        sources = generated_sources(len(manifest.src_vocab), manifest.max_src_len, count, seed)
+        sources = generated_sources(len(manifest.src_vocab), manifest.max_src_len, count, seed,
+                                    manifest.src_specials, manifest.framing.extra_tokens())
     translator.translate_ids(sources, beam_size=1, max_batch_size=BATCH, max_length=MAX_STEPS)
     return backend.encoder_feeds, backend.step_feeds
 
