@@ -128,6 +128,17 @@ def server_environment(server: Tritonserver) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGTERM it when the thread that started it dies (a
+    launcher killed with SIGKILL leaves no server behind; Linux only, elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def log_problem(log: Path) -> str:
     """The server's own reason for failing, from its log: the first error line (``E...``) or
     ``error:`` line, with Triton's escaped traceback cut to its first line."""
@@ -184,10 +195,13 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         backends = python_backend_dir(self.server, self.workdir)
+        env = server_environment(self.server)
+        env["TMPDIR"] = str(self.workdir / "tmp")  # what the server and its libraries leave goes with it
+        (self.workdir / "tmp").mkdir(exist_ok=True)
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(self.command(backends), stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, env=server_environment(self.server),
-                                            start_new_session=True)
+                                            stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         return self
 
     def ready(self) -> bool:
