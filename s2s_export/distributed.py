@@ -187,7 +187,7 @@ def _run(ray: Any, bundle: Path, input_path: Path, output_path: Path, address: s
             return 0
         actors = num_actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
         constructor = dict(bundle=str(bundle.absolute()), load=load, options=options, json_out=json_out,
-                           batch_size=batch_size, shipped=ray.put(bundle_files(bundle)) if ship else None)
+                           batch_size=batch_size, shipped=bundle_files(bundle) if ship else None)
         dataset = ray.data.from_arrow_refs(refs).map_batches(  # one actor call per block
             TranslateBatch, fn_constructor_kwargs=constructor, batch_size=batch_size * BLOCK_BATCHES,
             batch_format="numpy", compute=ActorPoolStrategy(size=min(actors, len(refs))), num_cpus=cpus_per_actor)
@@ -201,9 +201,8 @@ def _write(dataset: Any, out: Any, update: Callable[[int], None]) -> None:
     expected = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         failed = [e for e in batch["error"] if e]
-        if failed:
-            raise BadInputError(str(failed[0]), "split the input, or re-export with a larger --max-src-len"
-                                if "max_src_len" in str(failed[0]) else "check the input and the bundle")
+        if failed:  # the runtime's own message and fix
+            raise BadInputError(str(failed[0]))
         lines = batch["line"]
         if len(lines) and (lines[0] != expected or (np.diff(lines) != 1).any()):
             raise S2SError(f"Ray returned line {int(lines[0])} where line {expected} was due",
