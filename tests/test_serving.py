@@ -176,6 +176,32 @@ def test_numpy_2_is_refused_for_the_wheels_server(monkeypatch: Any) -> None:
         server.check_numpy()
 
 
+def test_extras_stay_out_of_the_runtime_install() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in reqs}
+
+    assert {"nvidia-pytriton", "tritonclient", "numpy"} <= names(extras["serve"])
+    assert "numpy<2" in extras["serve"] and "ray" in names(extras["ray"])
+    for runtime in ("cpu", "gpu"):
+        assert not (names(project["dependencies"]) | names(extras[runtime])) & {"nvidia-pytriton", "tritonclient", "ray"}
+
+
+def test_gpu_instances_see_their_own_device(monkeypatch: Any) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    handler.gpu_environment("CPU", 0)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    handler.gpu_environment("GPU", 1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert handler.load_options({"backend": "tensorrt", "intra_op_threads": "2", "precision": ""}) == {
+        "backend": "tensorrt", "intra_op_threads": 2}
+
+
 def test_log_problem_quotes_the_servers_reason(tmp_path: Path) -> None:
     from s2s_export.serving.server import log_problem
 
@@ -376,6 +402,7 @@ def test_metrics_endpoint(server: dict[str, Any]) -> None:
     # the HTTP and gRPC tests sent 2 x 16 + 16 requests, the error test 4; Triton counts a
     # Python-backend response carrying an error as a successful request (failure stays 0)
     assert counts["nv_inference_request_success"] >= 3 * CLIENTS + 4
+    assert counts["nv_inference_request_failure"] == 0
     assert counts["nv_inference_count"] >= CLIENTS * 9  # texts (batch rows) inferred
     assert 1 <= counts["nv_inference_exec_count"] <= counts["nv_inference_request_success"]
     assert counts["nv_inference_request_duration_us"] > 0
@@ -391,16 +418,35 @@ def test_sigterm_stops_cleanly(server: dict[str, Any]) -> None:
     assert "serving" in stderr and "error" not in stderr
     tmp = str(server["tmp"])
     assert list(Path(tmp).iterdir()) == []  # the temporary repository, backends and log are gone
-    left = []
+    assert processes_mentioning(tmp) == []  # neither tritonserver nor a backend stub is left
+    assert not list(Path("/dev/shm").glob(f"s2s{proc.pid}x*"))
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
     for pid in os.listdir("/proc"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if tmp in cmdline:
-            left.append(cmdline)
-    assert left == []  # neither tritonserver nor a backend stub is left
-    assert not list(Path("/dev/shm").glob(f"s2s{proc.pid}x*"))
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@needs_server
+def test_server_dies_with_a_killed_launcher(bundle: Path, tmp_path: Path) -> None:
+    proc, ports = start_serve(bundle, tmp_path, "--threads", "1")
+    try:
+        wait_ready(proc, ports[0])
+        assert processes_mentioning(str(tmp_path))  # tritonserver and its stub run from there
+    finally:
+        proc.kill()  # SIGKILL: s2s serve cannot clean up, the server must still go
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 @needs_server
