@@ -152,7 +152,7 @@ def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike
     load_manifest(bundle, verify=False)  # a missing bundle fails here, not in every actor
     if not input_path.is_file():
         raise BadInputError(f"cannot read {input_path} (no such file)", "pass an existing text file")
-    ray = require("ray", "ray")
+    ray: Any = require("ray", "ray")
     require("ray.data", "ray")
     started = connect(ray, address, num_cpus)
     try:
@@ -216,7 +216,8 @@ class _progress:
     """A click progress bar on stderr (``True``), the caller's callable, or nothing."""
 
     def __init__(self, progress: Callable[[int], None] | bool, total: int) -> None:
-        self.progress, self.total, self.bar = progress, total, None
+        self.progress, self.total = progress, total
+        self.bar: Any = None
 
     def __enter__(self) -> Callable[[int], None]:
         if callable(self.progress):
@@ -225,7 +226,7 @@ class _progress:
             import click
 
             self.bar = click.progressbar(length=self.total, label="translating", file=sys.stderr)
-            return self.bar.__enter__().update  # type: ignore[union-attr]
+            return self.bar.__enter__().update  # type: ignore[no-any-return]
         return lambda n: None
 
     def __exit__(self, *exc: Any) -> None:

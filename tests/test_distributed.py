@@ -144,6 +144,29 @@ def test_ray_errors_leave_no_output(cluster: Any, bundle: Path, tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
 
 
+def test_connect_uses_the_address_or_this_process_ray() -> None:
+    from s2s_export.distributed import connect
+
+    class FakeRay:
+        def __init__(self, initialized: bool) -> None:
+            self.initialized, self.calls = initialized, []  # type: ignore[var-annotated]
+
+        def is_initialized(self) -> bool:
+            return self.initialized
+
+        def init(self, **kwargs: Any) -> None:
+            self.calls.append(kwargs)
+
+    ray = FakeRay(initialized=True)
+    assert connect(ray, "ray://head:10001", None) is True  # an existing cluster: connect, disconnect after
+    assert ray.calls[0]["address"] == "ray://head:10001"
+    ray = FakeRay(initialized=True)
+    assert connect(ray, None, None) is False and ray.calls == []  # this process's Ray: used, left running
+    ray = FakeRay(initialized=False)
+    assert connect(ray, None, 2) is True and ray.calls[0]["num_cpus"] == 2  # a local one for the job
+    assert "address" not in ray.calls[0]
+
+
 def test_ray_usage_errors(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     (tmp_path / "in.txt").write_text("ab\n")
     code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "--ray"],

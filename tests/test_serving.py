@@ -435,18 +435,28 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 @needs_server
-def test_server_dies_with_a_killed_launcher(bundle: Path, tmp_path: Path) -> None:
-    proc, ports = start_serve(bundle, tmp_path, "--threads", "1")
+def test_repository_served_and_server_dies_with_a_killed_launcher(bundle: Path, translator: Translator,
+                                                                  tmp_path: Path) -> None:
+    import tritonclient.http as http
+
+    repo = tmp_path / "repo"  # what s2s triton-repo writes (the bundle copied), served as it is
+    write_repository(bundle, repo, ServingConfig(name="g2p", intra_op_threads=1, dynamic_batching=False))
+    (tmp_path / "tmp").mkdir()
+    proc, ports = start_serve(repo, tmp_path / "tmp")
     try:
         wait_ready(proc, ports[0])
-        assert processes_mentioning(str(tmp_path))  # tritonserver and its stub run from there
+        with http.InferenceServerClient(f"127.0.0.1:{ports[0]}") as c:
+            result = c.infer("g2p", infer_inputs(http, ["abc", "jihg"]))
+        assert [t.decode() for t in result.as_numpy("translation")[:, 0]] == [
+            h[0].text for h in translator.translate(["abc", "jihg"])]
+        assert processes_mentioning(str(tmp_path / "tmp"))  # tritonserver and its stub run from there
     finally:
         proc.kill()  # SIGKILL: s2s serve cannot clean up, the server must still go
         proc.wait(timeout=30)
     deadline = time.monotonic() + 60
-    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+    while processes_mentioning(str(tmp_path / "tmp")) and time.monotonic() < deadline:
         time.sleep(0.25)
-    assert processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path / "tmp")) == []
 
 
 @needs_server

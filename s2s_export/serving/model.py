@@ -63,4 +63,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.translator = None
+        del self.translator
