@@ -833,7 +833,8 @@ def test_no_custom_op_library_is_ever_registered(bundle: Path, monkeypatch: pyte
     for path in (ROOT / "s2s_export").rglob("*.py"):
         text = path.read_text()
         assert "register_custom_ops_library" not in text, path
-        assert "CDLL(" not in text and "load_library" not in text, path
+        # ctypes only ever opens this process's own C library (CDLL(None): prctl in s2s serve)
+        assert re.search(r"CDLL\((?!None\b)", text) is None and "load_library" not in text, path
     made: list[Any] = []
     registered: list[Any] = []
 
