@@ -272,4 +272,66 @@ def _rename_new(tmp: Path, target: Path) -> None:
             raise OutputExistsError(f"output directory {target} was created by another process while "
                                     "this one was writing it (left unchanged)",
                                     "pass --force to replace it, or choose another -o") from None
+
+
+class AtomicFile:
+    """A text file (UTF-8, ``\\n`` line ends) written through a temporary file beside ``path``
+    and renamed over it by ``commit()`` (``discard()`` removes it; so does a signal, through
+    ``interrupts``). Used for ``s2s translate -o`` and the Ray output file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from .errors import BadInputError
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise BadInputError(f"cannot write {self.path} (it is a directory)", "pass a file name to -o")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-", dir=self.path.absolute().parent)
+        except OSError as exc:
+            raise BadInputError(f"cannot write {self.path} ({exc.strerror})", "choose a writable path for -o") from None
+        self.tmp = Path(tmp)
+        self._token = interrupts.on_interrupt(lambda: self.tmp.unlink(missing_ok=True))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
+        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+    def write(self, text: str) -> None:
+        self.file.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        with interrupts.deferred():
+            os.replace(self.tmp, self.path)
+            interrupts.discard(self._token)
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        self.tmp.unlink(missing_ok=True)
+        interrupts.discard(self._token)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike[str]) -> Iterator[AtomicFile]:
+    """``AtomicFile(target)``, committed when the block ends normally and discarded on any
+    exception (``target`` is then left as it was); OS errors -> ``BadInputError``."""
+    from .errors import BadInputError
+
+    out = AtomicFile(target)
+    try:
+        yield out
+        out.commit()
+    except BaseException as exc:
+        out.discard()
+        if isinstance(exc, OSError):
+            raise BadInputError(f"writing {out.path} failed ({exc.strerror or exc}); nothing was written",
+                                "free disk space or choose a writable output path") from None
         raise

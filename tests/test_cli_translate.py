@@ -169,7 +169,6 @@ def test_search_options_default_to_the_bundle(bundle: Path, capsys, monkeypatch)
     assert calls[-1] == {**given, "max_batch_size": 7}
 
 
-@pytest.mark.skip(reason="needs bundle format 2 (Translator.translate_ids(search_style=...), bundle defaults)")
 def test_search_style_end_to_end(bundle: Path, translator: Translator, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     for style in ("s2s", "joeynmt", "opennmt"):
         code, out, err = run([str(bundle), "abc", "--search-style", style, "--beam", "3"], capsys, monkeypatch)

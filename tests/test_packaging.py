@@ -73,7 +73,8 @@ def test_readme_install_brings_what_its_commands_use() -> None:
     from s2s_export.errors import EXTRAS
 
     for module, extra in EXTRAS.items():  # every install hint names an extra that brings the module
-        wanted = {"onnxconverter_common": "onnxconverter-common", "cuda": "cuda-python"}.get(module, module)
+        wanted = {"onnxconverter_common": "onnxconverter-common", "cuda": "cuda-python",
+                  "pytriton": "nvidia-pytriton"}.get(module, module)
         assert wanted.replace("_", "-") in names(PYPROJECT["optional-dependencies"][extra]), (module, extra)
 
 

@@ -397,7 +397,7 @@ def test_pad_and_bos_are_never_generated_even_when_likeliest() -> None:
     ({"max_length_ratio": math.inf}, "max_length_ratio must be finite"),
     ({"beam_size": 10 ** 9}, "beam_size must be at most 1,024"),
     ({"return_attention": 1}, "return_attention must be True or False"),
-    ({"style": "fairseq"}, "search style 'fairseq' is unknown"),
+    ({"style": "fairseq"}, "search_style 'fairseq' is unknown"),
 ])
 def test_option_types_and_ranges(kw: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):

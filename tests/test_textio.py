@@ -53,13 +53,13 @@ def test_output_formats() -> None:
     hyps = [SimpleNamespace(text="a b", tokens=["a", "b"], ids=[5, 6, 2], score=-0.12345678),
             SimpleNamespace(text="c", tokens=["c"], ids=[7, 2], score=float("-inf"))]
     line = argument_lines(["x"])[0]
-    assert Formatter("text").lines(line, hyps) == ["a b"]
-    assert Formatter("scores").lines(line, hyps) == ["a b\t-0.123457", "c\t-inf"]
-    assert Formatter("scores", n_best=3).lines(line, hyps[:1]) == ["a b\t-0.123457", "", ""]
-    assert Formatter("scores", n_best=2).lines(line, None) == ["", ""]
-    (record,) = Formatter("json").lines(line, hyps)
+    assert Formatter("text").lines(line.text, hyps) == ["a b"]
+    assert Formatter("scores").lines(line.text, hyps) == ["a b\t-0.123457", "c\t-inf"]
+    assert Formatter("scores", n_best=3).lines(line.text, hyps[:1]) == ["a b\t-0.123457", "", ""]
+    assert Formatter("scores", n_best=2).lines(line.text, None) == ["", ""]
+    (record,) = Formatter("json").lines(line.text, hyps)
     assert json.loads(record) == {"input": "x", "hypotheses": [
         {"text": "a b", "tokens": ["a", "b"], "ids": [5, 6, 2], "score": -0.123457},
-        {"text": "c", "tokens": ["c"], "ids": [7, 2], "score": None}]}
+        {"text": "c", "tokens": ["c"], "ids": [7, 2], "score": None}], "unknown": 0}
     assert score_text(-1e-9) == "0.000000" and score_text(float("nan")) == "nan"
     assert dumps({"a": [float("inf"), 1.5, {"b": float("nan")}]}) == '{"a": [null, 1.5, {"b": null}]}'

@@ -87,7 +87,11 @@ def export(
     max_batch: int = typer.Option(64, "--max-batch", help="largest batch (rows) for engine profiles"),
     max_src_len: int = typer.Option(256, "--max-src-len", help="longest source for engine profiles"),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="check parity with ONNX Runtime"),
-    int8: bool = typer.Option(False, "--int8", help="also add dynamic INT8 graphs for the CPU"),
+    int8: bool = typer.Option(False, "--int8", help="also add INT8 graphs for the CPU"),
+    int8_variant: Optional[str] = typer.Option(
+        None, "--int8-variant", help="static (default: scales calibrated at export) or rowwise"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate",
+                                             help="static INT8: calibrate on these sources (one per line)"),
     trt: bool = typer.Option(False, "--trt", help="also build FP16 graphs and TensorRT engines"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="allow checkpoints with pickled objects (runs their code)"),
@@ -116,6 +120,7 @@ def export(
         out = output if output is not None else model.with_name(f"{model.stem}_bundle")
     bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
                           verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt,
+                          int8_variant=int8_variant, calibrate=calibrate,
                           source_format=source_format, tokenizer=tokenizer, src_tokenizer=src_tokenizer,
                           tgt_tokenizer=tgt_tokenizer, normalize=normalize)
     for warning in bundle.warnings:

@@ -16,10 +16,11 @@ import typer
 
 from .common import run_app, version_option
 
-COMMANDS = ("train", "translate", "verify", "bench", "inspect", "build_engines", "quantize")
+COMMANDS = ("train", "translate", "verify", "bench", "inspect", "build_engines", "quantize", "triton_repo", "serve")
 
 app = typer.Typer(name="s2s", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="s2s-export toolbox: train, translate, verify, bench, inspect, build-engines, quantize.")
+                  help="s2s-export toolbox: train, translate, verify, bench, inspect, build-engines, quantize, "
+                       "triton-repo, serve.")
 
 
 @app.callback()

@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
 from .. import interrupts
-from ..errors import BadInputError, Problem, UsageError
+from ..bundle import AtomicFile  # noqa: F401 - -o FILE is written through it (re-exported)
+from ..output import Formatter, dumps, json_score, score_text, strict_json  # noqa: F401 - re-exported
+from ..errors import UTF8_FIX, BadInputError, Problem, UsageError
 
 READ_BYTES = 1 << 16  # one read() of the input
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused (read and dropped, never kept whole)
-UTF8_FIX = "convert it to UTF-8 (e.g. iconv -t utf-8)"
 
 
 @dataclass
@@ -196,101 +197,6 @@ def open_input(input_file: Path | None) -> tuple[IO[bytes], str, int | None]:
 
         stream = io.BytesIO(sys.stdin.read().encode("utf-8"))
     return stream, "stdin", None
-
-
-# ---------------------------------------------------------------------- output
-def score_text(score: float) -> str:
-    """A score in the TAB format: 6 decimals (``-inf``/``nan`` as such; never ``-0.000000``)."""
-    return f"{round(score, 6) + 0.0:.6f}" if math.isfinite(score) else str(score)
-
-
-def json_score(score: float) -> float | None:
-    """A score in JSON: rounded to 6 decimals; None (``null``) when not finite."""
-    return round(score, 6) + 0.0 if math.isfinite(score) else None
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None, so that ``json.dumps(...,
-    allow_nan=False)`` always succeeds (strict parsers reject ``NaN``/``Infinity``)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def dumps(value: Any, **kwargs: Any) -> str:
-    """Strict JSON text of ``value`` (``strict_json``; ``default=str`` for other types)."""
-    return json.dumps(strict_json(value), allow_nan=False, default=str, **kwargs)
-
-
-class Formatter:
-    """Output lines for one input (the formats of the module docstring). ``mode``: ``text``,
-    ``scores`` or ``json``; ``n_best``: the lines per input in ``scores`` mode (None: as many
-    as hypotheses)."""
-
-    def __init__(self, mode: str, n_best: int | None = None) -> None:
-        self.mode, self.n_best = mode, n_best
-
-    def lines(self, line: Line, hyps: Sequence[Any] | None, unknown: int = 0) -> list[str]:
-        """``hyps``: the input's hypotheses (best first), None when it was skipped; ``unknown``:
-        how many of its source tokens are not in the vocabulary (``--json`` carries it)."""
-        if self.mode == "json":
-            record: dict[str, Any] = {"input": line.text, "hypotheses": [
-                {"text": h.text, "tokens": list(h.tokens), "ids": [int(i) for i in h.ids],
-                 "score": json_score(float(h.score))} for h in hyps or []], "unknown": unknown}
-            if line.problem is not None:
-                record["error"] = str(line.problem)
-            return [dumps(record, ensure_ascii=False)]
-        if self.mode == "scores":
-            out = [f"{h.text}\t{score_text(float(h.score))}" for h in hyps or []]
-            want = self.n_best if self.n_best is not None else max(1, len(out))
-            return out[:want] + [""] * (want - len(out))
-        return [hyps[0].text if hyps else ""]
-
-
-class AtomicFile:
-    """A text file written through a temporary file beside it and renamed into place by
-    ``commit()`` (``discard()`` removes it). A signal (``interrupts``) removes it too."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise BadInputError(f"cannot write {self.path} (it is a directory)", "pass a file name to -o")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-", dir=self.path.absolute().parent)
-        except OSError as exc:
-            raise BadInputError(f"cannot write {self.path} ({exc.strerror})", "choose a writable path for -o") from None
-        self.tmp = Path(tmp)
-        self._token = interrupts.on_interrupt(lambda: self.tmp.unlink(missing_ok=True))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual mode
-        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-    def write(self, text: str) -> None:
-        self.file.write(text)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        with interrupts.deferred():
-            os.replace(self.tmp, self.path)
-            interrupts.discard(self._token)
-
-    def discard(self) -> None:
-        try:
-            self.file.close()
-        except OSError:
-            pass
-        self.tmp.unlink(missing_ok=True)
-        interrupts.discard(self._token)
 
 
 __all__ = ["AtomicFile", "Formatter", "Line", "LineReader", "MAX_LINE_BYTES", "READ_BYTES", "argument_lines",

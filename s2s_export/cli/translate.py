@@ -12,12 +12,15 @@ were written (to stdout; ``-o FILE`` is left unchanged); ``--on-error skip`` wri
 result for it and a warning on stderr instead. Search options left out take the bundle's
 defaults: only the ones given are passed to ``Translator.translate_ids``. A progress bar goes to
 stderr when reading a file and stderr is a terminal. ``--plot-attention FILE.png`` draws the attention of the first
-input's best hypothesis (needs matplotlib: the ``plot`` extra). Exit codes: 1 bad options (e.g.
+input's best hypothesis (needs matplotlib: the ``plot`` extra). ``--ray`` (or ``--ray-address
+ADDR``) hands ``-i INPUT -o OUTPUT`` to a Ray Data pipeline (``s2s_export.distributed``), which
+writes the same file. Exit codes: 1 bad options (e.g.
 ``--beam 0``), 2 missing dependency/backend or out of threads/memory, 4 unreadable input or
 bundle, 130/143 interrupted.
 """
 
 from __future__ import annotations
+
 
 import sys
 from pathlib import Path
@@ -141,11 +144,15 @@ def translate_command(
     plot: Optional[Path] = typer.Option(None, "--plot-attention",
                                         help="PNG heatmap of the first input's attention (needs matplotlib: "
                                              "pip install 's2s-export[plot]')"),
+    ray: bool = typer.Option(False, "--ray", help="translate -i INPUT into -o OUTPUT on a Ray cluster (Ray Data)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster to use (implies --ray; default: a local one)"),
 ) -> None:
     """Translate TEXT arguments, a file or stdin with a bundle (streamed; outputs in input order)."""
     from ..errors import ConfigError, UsageError
     from ..runtime import Translator
-    from .textio import AtomicFile, Formatter, LineReader, argument_lines, open_input
+    from ..output import Formatter, mode_of
+    from .textio import AtomicFile, LineReader, argument_lines, open_input
 
     search = search_options(beam_size=beam, n_best=n_best, max_length=max_length,
                             max_length_ratio=max_length_ratio, min_length=min_length,
@@ -158,6 +165,17 @@ def translate_command(
     if texts and input_file is not None:
         raise UsageError("pass TEXT arguments or -i FILE, not both", "choose one input")
     threads = cli_threads(threads, "--threads")
+    if ray or ray_address is not None:  # the whole job goes to the Ray pipeline
+        from ..distributed import translate_file
+        from ..output import mode_of
+
+        if input_file is None or str(input_file) == "-" or texts or output is None or plot is not None:
+            raise UsageError("--ray translates a file: it needs -i INPUT and -o OUTPUT (no TEXT, stdin or "
+                             "--plot-attention)", "pass -i INPUT -o OUTPUT")
+        translate_file(bundle, input_file, output, address=ray_address, batch_size=batch_size, backend=backend,
+                       precision=precision, intra_op_threads=threads or 1, spinning=spinning,
+                       mode=mode_of(json_out, scores, n_best), progress=True, **search)
+        return
     if plot is not None:  # a missing matplotlib fails before any work, not after the output
         from ..verify.report import require_matplotlib
 
@@ -171,7 +189,7 @@ def translate_command(
     if verbose:
         typer.echo(f"backend: {translator.backend.name}", err=True)
     translator.translate_ids([], **search)  # bad or conflicting options fail here, before any input is read
-    formatter = Formatter("json" if json_out else "scores" if (scores or n_best is not None) else "text", n_best)
+    formatter = Formatter(mode_of(json_out, scores, n_best), n_best)
     sink: Any = AtomicFile(output) if output is not None else None
     try:
         reader = None if texts else LineReader(stream, name)
@@ -220,7 +238,7 @@ def _translate_stream(translator: Any, chunks: Any, reader: Any, formatter: Any,
             out: list[str] = []
             for line, i in items:
                 hyps = None if i is None else (next(results) if line.text.strip() else [_empty_hypothesis()])
-                out += formatter.lines(line, hyps, unknown.count(i))
+                out += formatter.lines(line.text, hyps, unknown.count(i), line.problem)
                 if first is None and i is not None:
                     first = line.text
             _write(sink, out)

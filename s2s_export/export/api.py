@@ -276,7 +276,8 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
                  tokenizer: str | None = None, trust_pickle: bool = False, int8: bool = False,
                  trt: bool = False, source_format: str | None = None, framing: Framing | None = None,
                  search: SearchDefaults | None = None, src_tokenizer: str | TextSide | None = None,
-                 tgt_tokenizer: str | TextSide | None = None, normalize: str | None = None) -> Bundle:
+                 tgt_tokenizer: str | TextSide | None = None, normalize: str | None = None,
+                 int8_variant: str | None = None, calibrate: str | os.PathLike[str] | None = None) -> Bundle:
     """Export ``model_or_path`` to the bundle directory ``out_dir`` and return it.
 
     ``source_format``: the importer to read a path with (``importers.FORMATS``; default:
@@ -287,7 +288,8 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     model's (a checkpoint's or an importer's), else ``char``. ``framing``/``search``: override
     the model's source framing and search defaults (an importer sets its tool's).
     ``trust_pickle``: allow checkpoints with pickled objects. ``int8``: also add INT8 graphs for
-    the CPU (``s2s_export.int8``). ``trt``: then add the FP16 graphs and TensorRT engines
+    the CPU (``s2s_export.int8``: ``int8_variant`` static (default) or rowwise, ``calibrate`` a
+    text file of sources for static). ``trt``: then add the FP16 graphs and TensorRT engines
     (``tensorrt.builder.fp16_hook``; without TensorRT or a GPU it raises ``UnsupportedError``
     after the ONNX and FP16 bundle is written). Everything is written in one ``atomic_dir``
     transaction: a failure or interrupt at any point leaves a previous bundle as it was. Errors:
@@ -298,6 +300,13 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     """
     _check_args(opset, topk, max_batch, max_src_len)
     _check_extras(int8, trt)
+    if int8:
+        from ..int8 import resolve_variant
+
+        int8_variant = resolve_variant(int8_variant, calibrate)  # bad options fail before any work
+    elif int8_variant is not None or calibrate is not None:
+        raise UsageError("an INT8 variant or calibration file is given without INT8 graphs",
+                         "add --int8 (export_model: int8=True)")
     imported = _resolve(model_or_path, trust_pickle, source_format)
     model = _cpu_float32(imported.model)
     framing = framing or imported.framing
@@ -342,7 +351,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
             if int8:
                 from ..int8 import quantize_into
 
-                quantize_into(tmp, manifest)
+                quantize_into(tmp, manifest, int8_variant, calibrate)
             if trt:
                 from ..tensorrt.builder import fp16_hook
 

@@ -131,6 +131,7 @@ def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
     graph = helper.make_graph(outer_nodes, "greedy", inputs, outputs, initializer=list(g.initializer))
     model = helper.make_model(graph, opset_imports=list(step.opset_import), ir_version=step.ir_version,
                               producer_name="s2s-export", doc_string=__doc__.splitlines()[0])
+    model.metadata_props.extend(step.metadata_props)  # e.g. the INT8 variant of a quantized step
     return model
 
 

@@ -448,7 +448,8 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
         for name, value in sp.as_dict().items():
             setattr(module, f"{side}_{name}_id", value)
     module.eval()
-    opt, warnings = info["opt"], []
+    opt = info["opt"]
+    warnings: list[str] = []
     text, text_files = _text(opt, Path(path), warnings)
     transforms = [t for t in (opt.get("transforms") or []) if t]
     if src_sp.unk is not None and src_sp.unk != 0:

@@ -138,7 +138,7 @@ class SearchOptions:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False (got {getattr(self, name)!r})", "pass a bool")
         if self.style not in STYLE_NAMES:
-            raise ConfigError(f"search style {self.style!r} is unknown", f"use one of: {', '.join(STYLE_NAMES)}")
+            raise ConfigError(f"search_style {self.style!r} is unknown", f"use one of: {', '.join(STYLE_NAMES)}")
         return self
 
     def max_lengths(self, src_lengths: np.ndarray) -> np.ndarray:

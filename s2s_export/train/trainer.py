@@ -132,7 +132,9 @@ def _retokenized(data: Task, src_spec: str | None, tgt_spec: str | None) -> tupl
     """The task re-tokenized with the given specs, the ``Text`` a checkpoint records, the files."""
     from ..text import TextProcessor, parse_spec
 
-    sides, procs, files = {}, {}, {}
+    sides: dict[str, TextSide] = {}
+    procs: dict[str, TextProcessor | None] = {}
+    files: dict[str, bytes] = {}
     for side, spec, kind in (("src", src_spec, data.src_tokenizer), ("tgt", tgt_spec, data.tgt_tokenizer)):
         if spec is None:
             sides[side], procs[side] = TextSide(kind=kind), None  # type: ignore[arg-type]
@@ -163,7 +165,7 @@ def train(model: str | ModelConfig, task: str | Task, steps: int = 1000, seed: i
                           f"teacher_forcing={teacher_forcing})",
                           "use steps >= 1, batch_size >= 1, lr > 0, 0 <= teacher_forcing <= 1")
     data = load_task(task) if isinstance(task, str) else task
-    text, text_files = None, {}
+    text, text_files = None, {}  # type: Text | None, dict[str, bytes]
     if src_tokenizer is not None or tgt_tokenizer is not None:
         data, text, text_files = _retokenized(data, src_tokenizer, tgt_tokenizer)
     if not data.train:

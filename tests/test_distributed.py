@@ -1,0 +1,180 @@
+"""Batch translation on Ray (``s2s translate --ray``, ``distributed.translate_file``): the input
+rules of ``s2s translate -i``, a 20,000-line file on a local 2-CPU cluster written exactly as a
+single process writes it, n-best JSON with the bundle shipped through the object store, and
+errors (one line, no partial output). The Ray tests need the ``ray`` extra and skip without it;
+one local cluster serves them all."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from conftest import run_cli  # noqa: E402
+from s2s_export.cli.translate import read_inputs  # noqa: E402
+from s2s_export.distributed import read_blocks, translate_file  # noqa: E402
+from s2s_export.errors import BadInputError  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")  # Ray Data's own settings
+
+TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the model of test_cli_translate (cached checkpoint)
+LINES = 20_000
+
+
+def ray_missing() -> str:
+    try:
+        for module in ("ray", "ray.data", "pyarrow"):
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install 's2s-export[ray]')"
+    except ModuleNotFoundError:
+        return "ray is not installed (pip install 's2s-export[ray]')"
+    return ""
+
+
+needs_ray = pytest.mark.skipif(bool(ray_missing()), reason=ray_missing() or "ok")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import tiny_overrides
+
+    from s2s_export.export import export_model
+
+    torch.set_num_threads(1)
+    path = tiny_checkpoint("luong-general", steps=TRAIN_STEPS,
+                           **tiny_overrides("luong-general", TRAIN_EMB, TRAIN_HIDDEN))
+    return export_model(path, tmp_path_factory.mktemp("distributed") / "bundle", topk=8, verify=False,
+                        force=True, max_src_len=32).path
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def corpus(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghij")
+    return ["".join(rng.choice(letters, size=int(rng.integers(0, 9)))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("data", [
+    b"ab\ncd\n", b"ab\ncd", b"\xef\xbb\xbfab\r\ncd\r\n", b"", b"\n\n", b"a\x0cb\ncd\n", b"x\rz\n\n\ny",
+])
+def test_read_blocks_follows_translate_rules(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(data)
+    for size in (1, 2, 100):
+        assert [line for block in read_blocks(path, size) for line in block] == read_inputs(None, path)
+
+
+def test_read_blocks_non_utf8_names_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"ab\ncd\xff\n")
+    with pytest.raises(BadInputError) as local:
+        read_inputs(None, path)
+    with pytest.raises(BadInputError) as blocks:
+        list(read_blocks(path, 1))
+    assert str(blocks.value) == str(local.value) and "(byte 3 of the line)" in str(local.value)
+
+
+@needs_ray
+def test_ray_writes_what_a_single_process_writes(cluster: Any, bundle: Path, tmp_path: Path, capsys: Any,
+                                                 monkeypatch: Any) -> None:
+    lines = corpus(LINES)
+    lines[7] = ""  # empty lines stay lines
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                   str(tmp_path / "local.txt"), "--threads", "1"], capsys, monkeypatch)
+    assert code == 0, err
+    code, out, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                     str(tmp_path / "ray.txt"), "--ray"], capsys, monkeypatch)
+    assert code == 0, err
+    assert out == "" and "translating" in err  # the progress bar on stderr
+    local, ray = (tmp_path / "local.txt").read_bytes(), (tmp_path / "ray.txt").read_bytes()
+    assert local.count(b"\n") == LINES and ray == local
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "local.txt", "ray.txt"]  # no temporary file
+
+
+@needs_ray
+def test_ray_n_best_json_with_a_shipped_bundle(cluster: Any, bundle: Path, tmp_path: Path, capsys: Any,
+                                               monkeypatch: Any) -> None:
+    (tmp_path / "in.txt").write_text("\n".join(corpus(300, seed=1)) + "\n")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                   str(tmp_path / "local.jsonl"), "--beam", "3", "--n-best", "2", "--json",
+                                   "--batch-size", "16"], capsys, monkeypatch)
+    assert code == 0, err
+    seen: list[int] = []
+    n = translate_file(bundle, tmp_path / "in.txt", tmp_path / "ray.jsonl", num_actors=1, batch_size=16,
+                       mode="json", ship_bundle=True, progress=seen.append, beam_size=3, n_best=2)
+    assert n == 300 and sum(seen) == 300
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    first = json.loads((tmp_path / "ray.jsonl").read_text().splitlines()[0])
+    assert len(first["hypotheses"]) == 2
+
+
+@needs_ray
+def test_ray_errors_leave_no_output(cluster: Any, bundle: Path, tmp_path: Path, capsys: Any,
+                                    monkeypatch: Any) -> None:
+    lines = corpus(50, seed=2)
+    lines[33] = "a" * 40  # longer than the bundle's max_src_len (32)
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "out.txt").write_text("previous\n")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                   str(tmp_path / "out.txt"), "--ray", "--batch-size", "8"], capsys, monkeypatch)
+    assert code == 4
+    assert err.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'in.txt'} line 34 has 41 source tokens")
+    assert (tmp_path / "out.txt").read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_connect_uses_the_address_or_this_process_ray() -> None:
+    from s2s_export.distributed import connect
+
+    class FakeRay:
+        def __init__(self, initialized: bool) -> None:
+            self.initialized, self.calls = initialized, []  # type: ignore[var-annotated]
+
+        def is_initialized(self) -> bool:
+            return self.initialized
+
+        def init(self, **kwargs: Any) -> None:
+            self.calls.append(kwargs)
+
+    ray = FakeRay(initialized=True)
+    assert connect(ray, "ray://head:10001", None) is True  # an existing cluster: connect, disconnect after
+    assert ray.calls[0]["address"] == "ray://head:10001"
+    ray = FakeRay(initialized=True)
+    assert connect(ray, None, None) is False and ray.calls == []  # this process's Ray: used, left running
+    ray = FakeRay(initialized=False)
+    assert connect(ray, None, 2) is True and ray.calls[0]["num_cpus"] == 2  # a local one for the job
+    assert "address" not in ray.calls[0]
+
+
+def test_ray_usage_errors(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    (tmp_path / "in.txt").write_text("ab\n")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "--ray"],
+                           capsys, monkeypatch)
+    assert code == 1 and err.strip() == ("error: --ray translates a file: it needs -i INPUT and -o OUTPUT (no TEXT, "
+                                         "stdin or --plot-attention); pass -i INPUT -o OUTPUT")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "missing.txt"), "-o",
+                                   str(tmp_path / "o.txt"), "--ray"], capsys, monkeypatch)
+    assert code == 4 and "cannot read" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                   str(tmp_path / "o.txt"), "--ray", "--beam", "0"], capsys, monkeypatch)
+    assert code == 1 and "--beam must be >= 1" in err
+    assert not (tmp_path / "o.txt").exists()
