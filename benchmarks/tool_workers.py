@@ -310,7 +310,8 @@ def inproc_s2s(a: dict[str, Any]) -> None:
     def load() -> Callable[[list[str]], list[str]]:
         from s2s_export.runtime import Translator
 
-        t = Translator.load(a["bundle"], intra_op_threads=int(a["threads"]), spinning=a.get("spinning", "step"))
+        t = Translator.load(a["bundle"], intra_op_threads=int(a["threads"]), spinning=a.get("spinning", "step"),
+                            precision=a.get("precision"))
         opts = a["options"]
         batch = int(a["batch"])
 

@@ -202,7 +202,8 @@ class Ctx:
         log = self.work / "logs" / f"export-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as f:
-            r = subprocess.run([str(self.s2s_export), *source, "-o", str(out), "--force"], stdout=f,
+            int8 = ["--int8"] if self.args.precision == "int8" else []
+            r = subprocess.run([str(self.s2s_export), *source, "-o", str(out), "--force", *int8], stdout=f,
                                stderr=subprocess.STDOUT, env=self.env(ours=True))
         if r.returncode:
             raise RuntimeError(f"s2s-export {' '.join(source)} failed (exit {r.returncode}); log: {log}")
@@ -279,12 +280,14 @@ def _ours(ctx: Ctx, bundle: Path, inputs: Path, beam: int, batch: int, flags: li
           per_call: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Our whole-process command and in-process worker for one setting."""
     spin = ["--spinning", ctx.args.spinning] if ctx.args.spinning else []
+    spin += ["--precision", ctx.args.precision] if ctx.args.precision != "fp32" else []
     argv = [str(ctx.s2s), "translate", str(bundle), "-i", str(inputs), "--beam", str(beam), "--batch-size", str(batch),
             "--threads", str(ctx.threads), *spin, *flags]
     options = dict(flag_options(flags), beam_size=beam)
     worker = {"venv": None, "command": "inproc-s2s",
               "args": {"bundle": str(bundle), "input": str(inputs), "threads": ctx.threads, "batch": batch,
-                       "options": options, "per_call": per_call, "spinning": ctx.args.spinning or "step"}}
+                       "options": options, "per_call": per_call, "spinning": ctx.args.spinning or "step",
+                       "precision": ctx.args.precision}}
     return {"argv": argv, "env": "ours"}, worker
 
 
@@ -601,7 +604,8 @@ def render(doc: dict[str, Any]) -> str:
              f"{quick}{pre}{doc['date']} on {m['cpus']} x {m['cpu']} ({', '.join(m.get('isa') or []) or 'ISA unknown'}); load average (1/5/15 min) before "
              f"{'/'.join(_f(x) for x in doc['load_before'])}, after {'/'.join(_f(x) for x in doc['load_after'])}. "
              f"Threads: {doc['settings']['threads']} per process (tools: OMP/MKL/OPENBLAS_NUM_THREADS; s2s: "
-             f"`--threads`, spinning `{doc['settings']['spinning'] or 'step'}`). Whole process: medians of "
+             f"`--threads`, spinning `{doc['settings']['spinning'] or 'step'}`, "
+             f"{doc['settings'].get('precision', 'fp32').upper()} graphs). Whole process: medians of "
              f"{doc['settings']['repeats']} runs after a warm-up, alternating order; in process: best of "
              f"{doc['settings']['rounds']} rounds (fresh process per side) of the median of "
              f"{doc['settings']['passes']} passes. Reproduce: `{doc['command']}`.", "",
@@ -727,6 +731,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="tiny inputs, one repeat (pipeline check)")
     ap.add_argument("--threads", type=int, default=1, help="threads per process, both sides (default 1)")
     ap.add_argument("--spinning", default=None, help="s2s --spinning (default: the runtime's own, step)")
+    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                    help="the runtime's graphs (int8: exported with --int8, run with --precision int8; its "
+                         "outputs may then differ from the tool's, and the differences are counted)")
+    ap.add_argument("--modes", default="greedy,beam5", help="comma-separated: greedy, beam5")
+    ap.add_argument("--tag", default="", help="added to the result file names (e.g. a partial run's)")
+    ap.add_argument("--batches", default="1,default", help="comma-separated: 1, default")
     ap.add_argument("--repeats", type=int, default=3, help="timed whole-process runs per side (after a warm-up)")
     ap.add_argument("--passes", type=int, default=3, help="timed in-process passes per round")
     ap.add_argument("--rounds", type=int, default=2, help="in-process rounds (fresh processes, alternating)")
@@ -753,8 +763,9 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(args.render.read_text())
         doc["goals"] = goals(doc["results"])  # the verdicts as this version words them
         args.render.write_text(json.dumps(doc, indent=1) + "\n")
-        md = args.render.with_name(args.render.name.split("-tools-")[0] + "-tools" + "-quick" * bool(doc.get("quick"))
-                                   + ".md")
+        tail = args.render.stem.split("-tools-", 1)[1]  # <cpu>[-int8][-TAG][-quick]
+        suffix = tail[len(cpu_slug(doc["machine"])):]
+        md = args.render.with_name(args.render.name.split("-tools-")[0] + "-tools" + suffix + ".md")
         md.write_text(render(doc))
         print(md.read_text())
         return 0
@@ -781,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
                            "load_before": list(os.getloadavg()), "versions": versions(ctx),
                            "command": "python benchmarks/tools.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                            "settings": {"threads": args.threads, "spinning": args.spinning, "repeats": args.repeats,
+                                        "precision": args.precision,
                                         "passes": args.passes, "rounds": args.rounds, "sizes": sizes},
                            "models": {}, "results": []}
     for name in names:
@@ -793,7 +805,10 @@ def main(argv: list[str] | None = None) -> int:
             doc["models"][name] = {"title": title, "error": str(exc).splitlines()[0]}
             continue
         doc["models"][name] = dict(facts, title=title)
+        modes, batches = set(args.modes.split(",")), set(args.batches.split(","))
         for c in comparisons:
+            if c["mode"] not in modes or ("1" if c["batch"] == "1" else "default") not in batches:
+                continue
             log(f"{name}: {TOOL_NAMES[c['tool']]} vs s2s, {c['mode']}, batch {c['batch']}, {c['sentences']} inputs")
             res = {k: c[k] for k in ("model", "tool", "mode", "batch", "tool_batch", "ours_batch", "sentences")}
             res["commands"] = {s: c["whole"][s]["argv"] for s in ("tool", "ours")}
@@ -816,7 +831,8 @@ def main(argv: list[str] | None = None) -> int:
     doc["goals"] = goals(doc["results"])
     args.out.mkdir(parents=True, exist_ok=True)
     date = doc["date"][:10]
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-" + args.precision if args.precision != "fp32" else "") + ("-" + args.tag if args.tag else "") + \
+        ("-quick" if args.quick else "")
     path = args.out / f"{date}-tools-{cpu_slug(info)}{suffix}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
     md = args.out / f"{date}-tools{suffix}.md"
