@@ -13,8 +13,8 @@ Commands (``ARGS`` keys in brackets):
 - ``train-joey`` [work, recipe, name, model, testing, epochs]: train the larger Joey NMT model
   with the fixture script's recipe (``tests/fixtures/peers/make_joeynmt.py``: its data,
   training settings and ``rnn`` sections; only the model sizes and testing section differ).
-- ``train-onmt-legacy`` [work, recipe, name, version, flags/cfg, steps, convert]: train an
-  OpenNMT-py 1.x/2.x model with the fixture script's legacy recipe
+- ``train-onmt-legacy`` [work, recipe, name, legacy_bin, cfg, steps]: train an OpenNMT-py 2.x
+  model (``onmt_build_vocab`` + ``onmt_train`` from ``legacy_bin``) with the fixture script's legacy recipe
   (``tests/fixtures/peers/make_opennmt.py``), strip its optimizer state and write the 3.x
   conversion ``onmt_translate`` 3.5.1 reads (the recipe's ``_CONVERT``).
 - ``g2p-cli`` [input, threads]: the whole-process driver for g2p_en (it has no command
@@ -117,7 +117,7 @@ def train_joey(a: dict[str, Any]) -> None:
 
 
 def train_onmt_legacy(a: dict[str, Any]) -> None:
-    """The larger OpenNMT-py model, trained by a 1.x/2.x version with the fixture recipe's legacy
+    """The larger OpenNMT-py model, trained by a 2.x version with the fixture recipe's legacy
     steps, its optimizer state removed, plus its 3.x conversion (``model_v3.pt``)."""
     import shutil
     import subprocess
@@ -216,7 +216,10 @@ def _timed(a: dict[str, Any], load: Callable[[], Callable[[list[str]], list[str]
     load_s = time.perf_counter() - t0
     warm = lines[: max(1, int(a.get("warmup", 8)))]
     (run(warm) if not per_call else [run([w]) for w in warm])
-    passes, cpu, calls_ms, outputs = [], [], [], []
+    passes: list[float] = []
+    cpu: list[float] = []
+    calls_ms: list[float] = []
+    outputs: list[str] = []
     for _ in range(int(a["repeats"])):
         c0 = time.process_time()
         if per_call:

@@ -64,8 +64,8 @@ MEMORY_GOAL = {"joeynmt": 1 / 3, "opennmt": 1 / 3, "onmt-runner": 1 / 3, "g2p_en
 G2P_WORD_GOAL, G2P_WORD_AIM = 3.0, 5.0
 # OpenNMT-py 3.5.1's onmt_translate defaults (onmt/opts.py) and onmt-runner 1.5.0's
 # (Translator.translate_many): the length settings the runtime is given to match each tool
-ONMT_TRANSLATE = {"length_penalty": "avg", "alpha": 1.0, "max_length": 250, "min_length": 0, "batch_size": 30}
-ONMT_RUNNER = {"length_penalty": "none", "alpha": 0.0, "max_length": 100, "min_length": 0}
+ONMT_TRANSLATE: dict[str, Any] = {"length_penalty": "avg", "alpha": 1.0, "max_length": 250, "min_length": 0, "batch_size": 30}
+ONMT_RUNNER: dict[str, Any] = {"length_penalty": "none", "alpha": 0.0, "max_length": 100, "min_length": 0}
 
 
 # ------------------------------------------------------------------------------- measurement
@@ -524,7 +524,8 @@ def run_inproc(ctx: Ctx, c: Comparison, passes: int, rounds: int, log: Callable[
             rec["median_cpu_s"] = median(rec["passes_cpu_s"])
             got[side].append(rec)
             call = f", {rec['call_ms']['median']:.3f} ms/call" if "call_ms" in rec else ""
-            log(f"  in-process {side:4s} round {r + 1}: {rec['median_s']:.3f} s/pass{call} (load {rec['load_s']:.1f} s)")
+            log(f"  in-process {side:4s} round {r + 1}: {rec['median_s']:.3f} s/pass{call} "
+                f"(load {rec['load_s']:.1f} s)")
     res: dict[str, Any] = {}
     for side, recs in got.items():
         best = min(recs, key=lambda x: x["median_s"])
@@ -600,8 +601,9 @@ def render(doc: dict[str, Any]) -> str:
     v = doc["versions"]
     pre = "**Preliminary** (a machine shared with other work: timings are noisy). " if doc.get("preliminary") else ""
     quick = "**Quick run: a pipeline check, not numbers to quote.** " if doc.get("quick") else ""
+    isa = ", ".join(m.get("isa") or []) or "ISA unknown"
     lines = ["# The runtime against the tools users run today", "",
-             f"{quick}{pre}{doc['date']} on {m['cpus']} x {m['cpu']} ({', '.join(m.get('isa') or []) or 'ISA unknown'}); load average (1/5/15 min) before "
+             f"{quick}{pre}{doc['date']} on {m['cpus']} x {m['cpu']} ({isa}); load average (1/5/15 min) before "
              f"{'/'.join(_f(x) for x in doc['load_before'])}, after {'/'.join(_f(x) for x in doc['load_after'])}. "
              f"Threads: {doc['settings']['threads']} per process (tools: OMP/MKL/OPENBLAS_NUM_THREADS; s2s: "
              f"`--threads`, spinning `{doc['settings']['spinning'] or 'step'}`, "
@@ -629,7 +631,8 @@ def render(doc: dict[str, Any]) -> str:
                          f"{_f(o['median_s'])} ({_f(o['median_cpu_s'])}) | "
                          f"{_f(speedup(t['median_s'], o['median_s']))}x "
                          f"({_f(speedup(t['median_cpu_s'], o['median_cpu_s']))}x) | {start} | "
-                         f"{t['peak_rss_mb']:.0f} | {o['peak_rss_mb']:.0f} | {_f(o['peak_rss_mb'] / t['peak_rss_mb'])} | "
+                         f"{t['peak_rss_mb']:.0f} | {o['peak_rss_mb']:.0f} | "
+                         f"{_f(o['peak_rss_mb'] / t['peak_rss_mb'])} | "
                          f"{_agree(w['agreement'])} |")
         lines += ["", "Start-up: the whole-process median minus the in-process pass (interpreter, imports, model "
                   "loading, reading and writing).", "",
@@ -669,8 +672,8 @@ def render(doc: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ meta
 def versions(ctx: Ctx) -> dict[str, str | None]:
     """Versions of every package involved (each venv asked with its own interpreter)."""
-    code = ("import json, importlib.metadata as m, sys\nout = {}\nfor p in sys.argv[1:]:\n    try: out[p] = m.version(p)\n"
-            "    except Exception: out[p] = None\nprint(json.dumps(out))")
+    code = ("import json, importlib.metadata as m, sys\nout = {}\nfor p in sys.argv[1:]:\n"
+            "    try: out[p] = m.version(p)\n    except Exception: out[p] = None\nprint(json.dumps(out))")
     want = {"joey": ["joeynmt", "torch"], "onmt": ["OpenNMT-py", "torch"], "onmt-legacy": ["OpenNMT-py"],
             "runner": ["onmt-runner", "torch"], "g2p": ["g2p-en", "numpy"], None: ["onnxruntime", "numpy", "torch"]}
     out: dict[str, str | None] = {}
@@ -760,13 +763,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
-        doc = json.loads(args.render.read_text())
-        doc["goals"] = goals(doc["results"])  # the verdicts as this version words them
-        args.render.write_text(json.dumps(doc, indent=1) + "\n")
+        rendered: dict[str, Any] = json.loads(args.render.read_text())
+        rendered["goals"] = goals(rendered["results"])  # the verdicts as this version words them
+        args.render.write_text(json.dumps(rendered, indent=1) + "\n")
         tail = args.render.stem.split("-tools-", 1)[1]  # <cpu>[-int8][-TAG][-quick]
-        suffix = tail[len(cpu_slug(doc["machine"])):]
+        suffix = tail[len(cpu_slug(rendered["machine"])):]
         md = args.render.with_name(args.render.name.split("-tools-")[0] + "-tools" + suffix + ".md")
-        md.write_text(render(doc))
+        md.write_text(render(rendered))
         print(md.read_text())
         return 0
     if args.quick:
@@ -790,7 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                            "preliminary": args.preliminary, "quick": args.quick, "machine": info,
                            "load_before": list(os.getloadavg()), "versions": versions(ctx),
-                           "command": "python benchmarks/tools.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                           "command": "python benchmarks/tools.py "
+                                      + " ".join(argv if argv is not None else sys.argv[1:]),
                            "settings": {"threads": args.threads, "spinning": args.spinning, "repeats": args.repeats,
                                         "precision": args.precision,
                                         "passes": args.passes, "rounds": args.rounds, "sizes": sizes},

@@ -57,7 +57,8 @@ def test_cpu_flags_and_machine_name(tools: Any) -> None:
     text = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse avx2 fma avx512f amx_tile\n"
     assert tools.cpu_flags(text) == ["avx2", "fma", "avx512f", "amx_tile"]
     assert tools.cpu_flags("no flags here") == []
-    assert tools.cpu_slug({"cpu": "AMD EPYC 7B13 64-Core Processor", "cpus": 2}) == "2cpu-amd-epyc-7b13-64-core-processor"
+    slug = tools.cpu_slug({"cpu": "AMD EPYC 7B13 64-Core Processor", "cpus": 2})
+    assert slug == "2cpu-amd-epyc-7b13-64-core-processor"
 
 
 def test_search_flags_for_onmt_runner_and_their_library_options(tools: Any) -> None:
