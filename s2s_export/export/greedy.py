@@ -4,7 +4,9 @@ Greedy search at small batch sizes spends as much time in Python around each ste
 argmax bookkeeping, the ORT call itself) as in the step of a small model; this graph moves that
 loop into ONNX Runtime. It is built from a bundle's ``decoder_step`` graph (any precision), by
 graph surgery only: the step's nodes become the ``Loop`` body unchanged, its weights stay in the
-outer graph (read from the body as outer-scope values). ONNX Runtime on the CPU only: TensorRT
+outer graph (read from the body as outer-scope values), except what the loop never needs: the
+step's ``Gather(state, reorder)`` (rows never move in the loop: identities) and the nodes only
+its other outputs need (``attn``...). ONNX Runtime on the CPU only: TensorRT
 and the CUDA backend run the step graph (``If``/``Loop`` are what TensorRT's compatibility rules
 avoid). Not built for graphs over 2 GB (external data). Cost: a second copy of the decoder
 weights, on disk and (once greedy decoding runs) in memory.
@@ -25,6 +27,16 @@ two paths agree exactly.
 
 Body (per iteration): tokens [batch], every state, done [batch] bool, scores [batch] f64,
 lengths [batch] int64 -> the same, plus the scan output ``ids`` (the emitted token or PAD).
+
+The combined graph (``build_encoder_greedy``, ``encoder_greedy.onnx``, ``BundleIO.encoder_greedy``):
+the encoder's nodes followed by this graph's, so a batch decodes in one session run from
+``src [batch, src_len]``, ``src_lengths [batch]`` and ``max_lengths [batch]`` to the same
+``ids``, ``scores``, ``lengths``: no second session call and no static or state tensor through
+Python between the encoder and the loop, and the encoder's operators run on the loop session's
+threads (busy-waiting with the default ``spinning="step"``, where a separate encoder session's
+threads sleep and pay a wake-up). Its nodes are the two graphs' unchanged, so it computes
+exactly what they compute. Cost: a third copy of the decoder weights on disk (``greedy.onnx``
+stays for older runtimes); the runtime loads only one of the two fused graphs.
 """
 
 from __future__ import annotations

@@ -12,9 +12,15 @@ models and Joey NMT, nothing for OpenNMT-py). A source longer than the bundle's 
 
 Search options left out mean the bundle's defaults (``manifest.search``: beam, n-best, length
 penalty, lengths, style), so an imported model decodes as its tool does with no option given.
+The validated options of a request are kept (``OPTIONS_CACHE`` requests) and reused when the
+same options come again: a word-at-a-time caller validates once (the manifest's defaults are
+read at the first request of each kind; they are not expected to change after load).
 
 Inputs are sorted by length into batches of ``max_batch_size`` sentences (little padding) and
-the results come back in input order. Thread safety: one ``Translator`` may be shared by
+the results come back in input order; a single input goes to the search as it is (no sorting,
+grouping or padding: the batch-1 latency path, ``benchmarks/README.md`` "Batch-1 latency"), and
+texts from ``translate`` are not checked again after ``encode`` (their ids come from the
+bundle's vocabulary). Thread safety: one ``Translator`` may be shared by
 threads; a lock serialises the backend (it holds the decoding state of the running batch), so
 concurrent calls interleave batch by batch and return the same results as sequential calls.
 For parallel throughput, load one Translator per thread.

@@ -17,6 +17,10 @@ steps one stalls for a scheduler tick). Measured in benchmarks/README.md: on a q
 machine "step" beats "off" 1.2-2x in greedy decoding and beats "all"; on a machine shared with
 other busy processes use ``spinning="off"`` (it degrades least there). No custom-op library is
 ever loaded.
+
+Fused greedy (``greedy``): a bundle's combined encoder + greedy graph (``encoder_greedy.onnx``)
+decodes a batch in one session run; bundles with only ``greedy.onnx`` run the encoder session,
+then that graph; the session is loaded on first use and spins like the step's.
 """
 
 from __future__ import annotations
