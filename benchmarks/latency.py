@@ -10,7 +10,8 @@ call, through:
   (an interpreter with ``g2p-en`` installed, e.g. its own virtual environment);
 * ``runtime``: ``Translator.translate([word])`` on the bundle this checkout exports from g2p_en's
   ``checkpoint20.npz`` (``s2s-export --from g2p_en``), with default settings, and with each
-  thread/spinning variant (``VARIANTS``);
+  thread/spinning variant (``VARIANTS``); ``runtime default, 2 sessions``: default settings with
+  the encoder session and ``greedy.onnx`` instead of the combined ``encoder_greedy.onnx``;
 * ``before``: the same with the source tree ``--before`` (e.g. ``git archive main | tar -x -C
   DIR``), exporting its own bundle: the figures before this checkout's changes, in the same run;
 * ``floor``: the word's matrix-vector products as bare numpy calls over the npz weights, as
@@ -24,12 +25,15 @@ of them are timed word by word, interleaved: the words go in chunks of ``--chunk
 process in turn (the order rotating per chunk, ``--pause`` seconds between chunks so that one
 process's spinning threads have gone to sleep before the next runs), ``--rounds`` times over the
 list, so load changes on a shared machine hit every configuration alike. Per configuration: the median and
-p90 of the per-word latency (every word, every round), the median of each round, and for the
+p90 of the per-word latency (every word, every round), the median of each round, the median
+over the words of each word's best round (the least disturbed by other processes), and for the
 runtime the time inside ONNX Runtime's session runs (``graph``) apart from the Python around
 them, with a least-squares split of the graph time (each word's best round) into a fixed part,
 a part per source token and a part per decoder step. Every process's outputs must equal g2p_en's (checked; a
 difference is an error). Results: ``benchmarks/results/<date>-latency-<machine>.json``.
-Torch-free but for the export subprocesses.
+``--profile`` instead times the phases of a call (``Profile``) and the graphs alone
+(``graph_profile``): ``benchmarks/results/<date>-latency-profile-<machine>.json``. Torch-free
+but for the export subprocesses.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class Runtime:
 
         self.t = Translator.load(cfg["bundle"], **cfg["load"])
         backend: Any = self.t.backend
+        if cfg.get("separate"):  # the encoder session, then greedy.onnx (not encoder_greedy.onnx)
+            backend.encoder_greedy_path = None
         self.graph = 0.0
         run = backend._run
 
@@ -153,7 +159,46 @@ class Floor:
         return "", 0.0
 
 
-WORKERS = {"g2p_en": G2pEn, "runtime": Runtime, "floor": Floor}
+class Profile:
+    """``Translator.translate([word])`` (default settings) with each phase timed: every call of
+    the functions in ``PHASES`` and each session run (by graph file), as a Python caller sees it."""
+
+    PHASES = ("encode", "options", "_sources", "_hypothesis")
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from s2s_export.runtime import Translator
+        from s2s_export.runtime import translator as module
+
+        self.t = Translator.load(cfg["bundle"], **cfg["load"])
+        self.spent: dict[str, float] = {}
+        for name in self.PHASES:
+            setattr(self.t, name, self._timed(name, getattr(self.t, name)))
+        module.search = self._timed("search", module.search)  # type: ignore[assignment]
+        backend: Any = self.t.backend
+        run = backend._run
+
+        def timed_run(session: Any, inputs: Any, names: Any, what: str) -> Any:
+            graph = Path(session._model_path).name if getattr(session, "_model_path", None) else what
+            return self._timed(f"run {graph}", run)(session, inputs, names, what)
+
+        backend._run = timed_run
+
+    def _timed(self, name: str, fn: Any) -> Any:
+        def call(*args: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - t0
+        return call
+
+    def __call__(self, word: str) -> tuple[str, float]:
+        self.spent = {}
+        text = self.t.translate([word])[0][0].text
+        return text, json.dumps(self.spent)  # type: ignore[return-value]
+
+
+WORKERS = {"g2p_en": G2pEn, "runtime": Runtime, "floor": Floor, "profile": Profile}
 
 
 def worker(kind: str) -> None:
@@ -240,6 +285,106 @@ def split(times: list[float], words: list[str], steps: dict[str, int]) -> dict[s
             "per_step_us": round(float(coef[2]), 2)}
 
 
+def graph_profile(bundles: dict[str, str], words: list[str], rounds: int) -> dict[str, Any]:
+    """The bundles' greedy graphs run directly with ONNX Runtime (no ``Translator``), one thread,
+    no spinning, all in this process, interleaved word by word over ``rounds`` rounds: per way to
+    run them (the encoder alone; the encoder then ``greedy.onnx``; ``encoder_greedy.onnx``) the
+    median per word and the least-squares split of each word's best round into a fixed part,
+    a part per source token and a part per decoder step (microseconds)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    def options() -> Any:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return so
+
+    graphems = ["<pad>", "<unk>", "</s>"] + list("abcdefghijklmnopqrstuvwxyz")  # g2p_en's ids
+    sources = [np.array([[graphems.index(c) for c in w] + [2]], dtype=np.int64) for w in words]
+    limit = np.array([MAX_STEPS], dtype=np.int64)
+    ways: dict[str, Any] = {}
+    for name, bundle in bundles.items():
+        b = Path(bundle)
+        enc = ort.InferenceSession(str(b / "encoder.onnx"), options())
+        ways[f"{name}: encoder.onnx"] = (lambda x, e=enc: e.run(None, {"src": x, "src_lengths": np.array([x.shape[1]])}))
+        greedy = ort.InferenceSession(str(b / "greedy.onnx"), options())
+        wanted = {i.name for i in greedy.get_inputs()}
+
+        def two(x: Any, e: Any = enc, g: Any = greedy, wanted: set[str] = wanted) -> Any:
+            out = dict(zip([o.name for o in e.get_outputs()], e.run(None, {"src": x, "src_lengths": np.array([x.shape[1]])})))
+            return g.run(None, {"max_lengths": limit, **{k: v for k, v in out.items() if k in wanted}})
+
+        ways[f"{name}: encoder.onnx + greedy.onnx"] = two
+        if (b / "encoder_greedy.onnx").is_file():
+            one = ort.InferenceSession(str(b / "encoder_greedy.onnx"), options())
+            ways[f"{name}: encoder_greedy.onnx"] = (lambda x, s=one: s.run(None, {
+                "src": x, "src_lengths": np.array([x.shape[1]]), "max_lengths": limit}))
+    names = list(ways)
+    for run in ways.values():
+        for x in sources[:WARMUP]:
+            run(x)
+    times = {n: np.zeros((rounds, len(sources))) for n in names}
+    for r in range(rounds):
+        for i, x in enumerate(sources):
+            k = (i + r) % len(names)
+            for n in names[k:] + names[:k]:
+                t0 = time.perf_counter()
+                ways[n](x)
+                times[n][r, i] = time.perf_counter() - t0
+    first = next(n for n in names if n.endswith("greedy.onnx"))
+    steps = np.array([int(ways[first](x)[-1][0]) for x in sources])
+    tokens = np.array([x.shape[1] for x in sources])
+    result = {}
+    for n in names:
+        best = times[n].min(axis=0) * 1e6
+        x = np.stack([np.ones(len(sources)), tokens] + ([] if n.endswith("encoder.onnx") else [steps]), 1)
+        fit = [round(float(c), 1) for c in np.linalg.lstsq(x, best, rcond=None)[0]]
+        result[n] = {"median_us": round(float(np.median(times[n])) * 1e6, 1),
+                     "best_round_median_us": round(float(np.median(best)), 1),
+                     "fixed_us": fit[0], "per_src_token_us": fit[1], **({"per_step_us": fit[2]} if len(fit) > 2 else {})}
+        print(n, json.dumps(result[n]))
+    return result
+
+
+def profile(trees: dict[str, Path], work: Path, words: list[str], warm: list[str], machine: dict[str, Any],
+            out: Path) -> int:
+    """Per tree and ``BEFORE_VARIANTS`` setting, one fresh process: the median time of each
+    phase of a call over the words (microseconds), of the whole call (``translate``), of the
+    session runs in it and of the Python around them (``python``); then ``graph_profile`` of the
+    trees' bundles."""
+    import numpy as np
+
+    result: dict[str, Any] = {"what": "phases of Translator.translate([word]), default settings, medians (us)",
+                              "preliminary": True, "machine": machine, "words": len(words), "trees": {}}
+    for (tree, src), variant in ((t, v) for t in trees.items() for v in BEFORE_VARIANTS):
+        name = f"{tree} {variant}"
+        p = Proc(name, "profile", sys.executable, src,
+                 {"warmup": warm, "bundle": str(work / tree), "load": VARIANTS[variant]})
+        rows = []
+        for i in range(0, len(words), 100):
+            p.send(words[i:i + 100])
+            rows += [(seconds, json.loads(spent)) for seconds, spent, _ in p.recv()]
+        p.close()
+        keys = sorted({k for _, spent in rows for k in spent})
+        med = {k: round(float(np.median([spent.get(k, 0.0) for _, spent in rows])) * 1e6, 1) for k in keys}
+        total = [s for s, _ in rows]
+        med["translate"] = round(float(np.median(total)) * 1e6, 1)
+        runs = [sum(v for k, v in spent.items() if k.startswith("run ")) for _, spent in rows]
+        med["session runs"] = round(float(np.median(runs)) * 1e6, 1)
+        med["python"] = round(float(np.median([s - r for s, r in zip(total, runs)])) * 1e6, 1)
+        result["trees"][name] = med
+        print(name, json.dumps(med))
+    result["graphs"] = graph_profile({name: str(work / name) for name in trees}, words, 5)
+    out.mkdir(parents=True, exist_ok=True)
+    from s2s_export.bench.report import machine_slug
+
+    path = out / f"{machine['date'][:10]}-latency-profile-{machine_slug(machine)}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--g2p-python", default=None, help="interpreter with g2p-en installed (default: this one)")
@@ -252,6 +397,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--export", nargs=3, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true",
+                    help="only time the phases of one call (default settings), per tree")
     args = ap.parse_args()
     if args.worker:
         worker(args.worker)
@@ -274,6 +421,8 @@ def main() -> int:
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "--export", str(src), str(work / name),
                         checkpoint], check=True, cwd=tempfile.gettempdir(), capture_output=True)
     warm = words[:WARMUP]
+    if args.profile:
+        return profile(trees, work, words, warm, machine, args.out)
     procs = [Proc("g2p_en", "g2p_en", g2p_python, ROOT, {"warmup": warm})]
     for name, src in trees.items():
         for variant, load in VARIANTS.items():
@@ -281,6 +430,8 @@ def main() -> int:
                 continue
             procs.append(Proc(f"{name} {variant}", "runtime", sys.executable, src,
                               {"warmup": warm, "bundle": str(work / name), "load": load}))
+    procs.append(Proc("runtime default, 2 sessions", "runtime", sys.executable, ROOT,
+                      {"warmup": warm, "bundle": str(work / "runtime"), "load": {}, "separate": True}))
     for folded in (False, True):
         procs.append(Proc("floor-folded" if folded else "floor", "floor", sys.executable, ROOT,
                           {"warmup": warm, "checkpoint": checkpoint, "folded": folded, "steps": steps}))
@@ -315,8 +466,10 @@ def main() -> int:
     floor_median = stats(sum(times["floor"], []))["median_ms"]
     for p in procs:
         flat = sum(times[p.name], [])
+        best_round = [min(t[i] for t in times[p.name]) for i in range(len(words))]
         entry: dict[str, Any] = {"kind": p.kind, **stats(flat),
-                                 "round_medians_ms": [stats(t)["median_ms"] for t in times[p.name]]}
+                                 "round_medians_ms": [stats(t)["median_ms"] for t in times[p.name]],
+                                 "best_round_median_ms": stats(best_round)["median_ms"]}
         entry["speedup_vs_g2p_en"] = round(g2p_median / entry["median_ms"], 3)
         entry["ratio_to_floor"] = round(entry["median_ms"] / floor_median, 3)
         if p.kind == "runtime":
@@ -325,15 +478,16 @@ def main() -> int:
             entry["python_median_ms"] = stats([a - b for a, b in zip(flat, inside)])["median_ms"]
             best = [min(g[i] for g in graph[p.name]) for i in range(len(words))]  # per word, spikes out
             entry["graph_split"] = split(best, words, steps)
-            entry["settings"] = next(v for k, v in VARIANTS.items() if p.name.endswith(" " + k))
+            entry["settings"] = next((v for k, v in VARIANTS.items() if p.name.endswith(" " + k)), {})
         result["configs"][p.name] = entry
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{machine['date'][:10]}-latency-{machine_slug(machine)}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{'configuration':<22} {'median ms':>10} {'p90 ms':>8} {'x g2p_en':>9} {'/ floor':>8}")
+    print(f"{'configuration':<22} {'median ms':>10} {'p90 ms':>8} {'best-round median':>18} {'x g2p_en':>9} "
+          f"{'/ floor':>8}")
     for name, e in result["configs"].items():
-        print(f"{name:<22} {e['median_ms']:>10.3f} {e['p90_ms']:>8.3f} {e['speedup_vs_g2p_en']:>9.2f} "
-              f"{e['ratio_to_floor']:>8.2f}")
+        print(f"{name:<22} {e['median_ms']:>10.3f} {e['p90_ms']:>8.3f} {e['best_round_median_ms']:>18.3f} "
+              f"{e['speedup_vs_g2p_en']:>9.2f} {e['ratio_to_floor']:>8.2f}")
     print(f"wrote {path}")
     if any(wrong.values()) or result["fixture_agreement"] != len(words):
         print(f"error: outputs differ from g2p_en's: {wrong} (fixture agreement {result['fixture_agreement']})",
