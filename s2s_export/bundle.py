@@ -40,6 +40,7 @@ FORMAT_VERSION = 2  # 2: per-side special ids, source framing, search defaults (
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "decoder_step")  # the two graphs of every precision (keys of graphs[precision])
 GREEDY = "greedy"  # optional third key: the fused greedy graph (export/greedy.py; ONNX Runtime only)
+ENCODER_GREEDY = "encoder_greedy"  # optional: the encoder and the fused greedy graph in one graph (same)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -16,6 +16,9 @@ Step:     tokens [batch] int64, reorder [batch] int64, every static, every state
 Greedy:   max_lengths [batch] int64, every static, every state (the optional fused greedy graph,
           export/greedy.py; derived from the step, not stored)
           -> ids [batch,steps] int64, scores [batch] f64, lengths [batch] int64.
+Encoder + greedy: src [batch,src_len] int64, src_lengths [batch] int64, max_lengths [batch] int64
+          -> ids, scores, lengths as Greedy (the optional combined graph: the encoder's nodes,
+          then the fused greedy graph's, export/greedy.py; derived, not stored).
 """
 
 from __future__ import annotations
@@ -130,6 +133,12 @@ class BundleIO:
                    TensorSpec("scores", "float64", (BATCH,), "output"),
                    TensorSpec("lengths", "int64", (BATCH,), "output"))
         return GraphSpec("greedy", inputs, outputs)
+
+    @property
+    def encoder_greedy(self) -> GraphSpec:
+        """The combined encoder + fused greedy graph's IO (see the module docstring)."""
+        inputs = (*self.encoder.inputs, TensorSpec("max_lengths", "int64", (BATCH,), "input"))
+        return GraphSpec("encoder_greedy", inputs, self.greedy.outputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder.to_dict(), "decoder_step": self.step.to_dict(), "topk": self.topk,

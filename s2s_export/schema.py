@@ -28,7 +28,7 @@ from .vocab import MAX_VOCAB, tokenizer_kinds, vocab_problems
 
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
-GRAPH_KEYS = ("encoder", "decoder_step", "greedy")
+GRAPH_KEYS = ("encoder", "decoder_step", "greedy", "encoder_greedy")
 DTYPES = ("float32", "float16", "int64", "int32", "bool", "float64")
 ROLES = ("input", "static", "state", "output")
 MAX_DIM = 1 << 24  # a fixed tensor axis larger than this is a corrupted document
@@ -135,7 +135,8 @@ class ManifestDoc(_Doc):
     opset: int = Field(ge=7, le=30)
     max_batch: Count
     max_src_len: Count
-    graphs: dict[Literal["fp32", "fp16", "int8"], dict[Literal["encoder", "decoder_step", "greedy"], FileName]] = \
+    graphs: dict[Literal["fp32", "fp16", "int8"],
+                 dict[Literal["encoder", "decoder_step", "greedy", "encoder_greedy"], FileName]] = \
         Field(min_length=1)
     files: dict[FileName, Sha256]
     versions: dict[str, str] = {}

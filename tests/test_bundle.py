@@ -58,7 +58,7 @@ def test_manifest_schema(bundle: Bundle) -> None:
     assert raw["tokenizer"] == "word"  # placeholder vocabularies (<tokN>) are words, not characters
     assert (raw["topk"], raw["opset"], raw["max_batch"], raw["max_src_len"]) == (5, 17, 16, 40)
     assert raw["graphs"] == {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
-                                      "greedy": "greedy.onnx"}}
+                                      "greedy": "greedy.onnx", "encoder_greedy": "encoder_greedy.onnx"}}
     assert raw["versions"]["exporter"] == "torch.onnx TorchScript"
     assert set(raw["versions"]) == {"exporter", "torch", "onnx", "onnxruntime", "s2s_export"}
     assert raw["versions"]["torch"] == torch.__version__
@@ -103,7 +103,7 @@ def test_manifest_round_trips(bundle: Bundle) -> None:
 
 def test_hashes_cover_every_graph(bundle: Bundle) -> None:
     m = load_manifest(bundle.path)
-    assert set(m.files) == {"encoder.onnx", "decoder_step.onnx", "greedy.onnx"}
+    assert set(m.files) == {"encoder.onnx", "decoder_step.onnx", "greedy.onnx", "encoder_greedy.onnx"}
     for name, digest in m.files.items():
         assert digest == sha256_file(bundle.path / name)
 
@@ -179,8 +179,8 @@ def test_force_replaces_only_on_success(tmp_path: Path, monkeypatch: pytest.Monk
     second = export_model(small_model(1), out, verify=False, force=True, topk=6)
     assert second.manifest.topk == 6 and first.manifest.topk == 4
     assert load_manifest(out).topk == 6
-    assert sorted(p.name for p in out.iterdir()) == ["decoder_step.onnx", "encoder.onnx", "greedy.onnx",
-                                                     "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["decoder_step.onnx", "encoder.onnx", "encoder_greedy.onnx",
+                                                     "greedy.onnx", "manifest.json"]
     assert (out / "encoder.onnx").read_bytes() != old["encoder.onnx"]
     assert no_leftovers(tmp_path) == []
 

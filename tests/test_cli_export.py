@@ -122,7 +122,7 @@ def test_trt_writes_the_bundle_then_exits_2(model_pt: Path, tmp_path: Path, caps
     assert "Traceback" not in err
     m = load_manifest(out_dir)  # the ONNX + FP16 bundle is complete and verified by hash
     assert m.graphs["fp32"] == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
-                                "greedy": "greedy.onnx"}
+                                "greedy": "greedy.onnx", "encoder_greedy": "encoder_greedy.onnx"}
     assert m.graphs["fp16"] == {"encoder": "encoder.fp16.onnx", "decoder_step": "decoder_step.fp16.onnx"}
     assert m.engines == []
 

@@ -61,8 +61,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Seq2Se
 def test_every_preset_round_trips(exported: dict[str, tuple[Seq2Seq, Bundle]], name: str) -> None:
     model, bundle = exported[name]
     manifest = load_manifest(bundle.path)
-    assert sorted(p.name for p in bundle.path.iterdir()) == ["decoder_step.onnx", "encoder.onnx", "greedy.onnx",
-                                                             "manifest.json"]
+    assert sorted(p.name for p in bundle.path.iterdir()) == ["decoder_step.onnx", "encoder.onnx",
+                                                             "encoder_greedy.onnx", "greedy.onnx", "manifest.json"]
     report = check_parity(bundle.path, model, manifest.io, SRC_V, greedy=False)
     assert report["passed"], report
     outputs = report["outputs"]

@@ -78,7 +78,7 @@ def test_export_int8_adds_hashed_graphs(tiny_checkpoint: Callable[..., Path], tm
     out = export_model(tiny_checkpoint("luong-general"), tmp_path / "b", verify=False, int8=True).path
     m = load_manifest(out)  # verifies every sha256, the int8 files included
     assert m.graphs["int8"] == {"encoder": "encoder.int8.onnx", "decoder_step": "decoder_step.int8.onnx",
-                                "greedy": "greedy.int8.onnx"}
+                                "greedy": "greedy.int8.onnx", "encoder_greedy": "encoder_greedy.int8.onnx"}
     assert set(m.graphs["int8"].values()) <= set(m.files)
     for name in m.graphs["int8"].values():
         model = onnx.load(str(out / name))

@@ -34,20 +34,21 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
+from ..bundle import ENCODER_GREEDY, GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
 from ..conventions import FORMAT1_TOKENS, Conventions, Framing, SearchDefaults, Specials, Text, TextSide, conventions_of
 from ..errors import BadInputError, Problem, UsageError, one_line
 from ..graphio import BundleIO
 from ..importers.base import ImportedModel
 from ..vocab import Vocab, tokenizer_kinds, vocab_problems
 from . import parity as parity_mod
-from .greedy import write_greedy
-from .onnx import EXPORTER, MIN_OPSET, export_graph
+from .greedy import write_encoder_greedy, write_greedy
+from .onnx import EXPORTER, MIN_OPSET, export_graph, optimize_graph
 from .spec import EXAMPLE, ContractSpec, discover, make_sources
 from .wrap import EncoderGraph, StepGraph
 
 FP32_GRAPHS = {g: f"{g}.onnx" for g in GRAPHS}
 FP32_GREEDY = f"{GREEDY}.onnx"
+FP32_ENCODER_GREEDY = f"{ENCODER_GREEDY}.onnx"
 
 
 @dataclass
@@ -403,8 +404,12 @@ def _write(tmp: Path, model: nn.Module, contract: ContractSpec, io: BundleIO, ma
     reorder = torch.tensor([1, 0, 1], dtype=torch.int64)  # non-identity: nothing folds the gather away
     step = StepGraph(model, contract.static_names, contract.state_names, io.topk, io.blocked, contract.tgt_vocab_size)
     files += export_graph(step, (tokens, reorder, *outputs), io.step, tmp / FP32_GRAPHS["decoder_step"], opset)
+    for graph, spec in (("encoder", io.encoder), ("decoder_step", io.step)):
+        optimize_graph(tmp / FP32_GRAPHS[graph], spec)
     if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io, conv):
         manifest.graphs["fp32"][GREEDY] = FP32_GREEDY
+        if write_encoder_greedy(tmp / FP32_GRAPHS["encoder"], tmp / FP32_GREEDY, tmp / FP32_ENCODER_GREEDY, io):
+            manifest.graphs["fp32"][ENCODER_GREEDY] = FP32_ENCODER_GREEDY
     manifest.files = {f: "" for f in [*files, *(x for x in (manifest.text.src.file, manifest.text.tgt.file) if x)]}
     manifest.save(tmp)
 

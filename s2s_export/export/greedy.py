@@ -4,7 +4,9 @@ Greedy search at small batch sizes spends as much time in Python around each ste
 argmax bookkeeping, the ORT call itself) as in the step of a small model; this graph moves that
 loop into ONNX Runtime. It is built from a bundle's ``decoder_step`` graph (any precision), by
 graph surgery only: the step's nodes become the ``Loop`` body unchanged, its weights stay in the
-outer graph (read from the body as outer-scope values). ONNX Runtime on the CPU only: TensorRT
+outer graph (read from the body as outer-scope values), except what the loop never needs: the
+step's ``Gather(state, reorder)`` (rows never move in the loop: identities) and the nodes only
+its other outputs need (``attn``...). ONNX Runtime on the CPU only: TensorRT
 and the CUDA backend run the step graph (``If``/``Loop`` are what TensorRT's compatibility rules
 avoid). Not built for graphs over 2 GB (external data). Cost: a second copy of the decoder
 weights, on disk and (once greedy decoding runs) in memory.
@@ -25,6 +27,16 @@ two paths agree exactly.
 
 Body (per iteration): tokens [batch], every state, done [batch] bool, scores [batch] f64,
 lengths [batch] int64 -> the same, plus the scan output ``ids`` (the emitted token or PAD).
+
+The combined graph (``build_encoder_greedy``, ``encoder_greedy.onnx``, ``BundleIO.encoder_greedy``):
+the encoder's nodes followed by this graph's, so a batch decodes in one session run from
+``src [batch, src_len]``, ``src_lengths [batch]`` and ``max_lengths [batch]`` to the same
+``ids``, ``scores``, ``lengths``: no second session call and no static or state tensor through
+Python between the encoder and the loop, and the encoder's operators run on the loop session's
+threads (busy-waiting with the default ``spinning="step"``, where a separate encoder session's
+threads sleep and pay a wake-up). Its nodes are the two graphs' unchanged, so it computes
+exactly what they compute. Cost: a third copy of the decoder weights on disk (``greedy.onnx``
+stays for older runtimes); the runtime loads only one of the two fused graphs.
 """
 
 from __future__ import annotations
@@ -35,10 +47,18 @@ from typing import Any
 from ..conventions import Conventions
 from ..graphio import BATCH, BundleIO, next_name
 from .onnx_io import value_info
+from .simplify import prune, subgraph_reads
 
 
 def _carried(name: str) -> str:
     return f"carried/{name}"  # body-side name of a state (an outer input has the plain name)
+
+
+def _is_reorder(node: Any) -> bool:
+    """Whether ``node`` is the step's ``Gather(state, reorder)`` (``StepGraph``: rows of the
+    previous state, an identity when rows never move)."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    return node.op_type == "Gather" and len(node.input) == 2 and node.input[1] == "reorder" and axis == 0
 
 
 def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
@@ -61,8 +81,14 @@ def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
     g = step.graph
     state = [t.name for t in io.state]
     rename = {s: _carried(s) for s in state}
+    # rows never move inside the loop: the step's Gather(state, reorder) are identities, dropped
+    for node in g.node:
+        if _is_reorder(node) and node.input[0] in rename:
+            rename[node.output[0]] = rename[node.input[0]]
     body_nodes = []
     for node in g.node:
+        if _is_reorder(node) and node.input[0] in rename:
+            continue
         copy = type(node)()
         copy.CopyFrom(node)
         for i, name in enumerate(copy.input):
@@ -102,6 +128,7 @@ def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
          *(value_info(t, next_name(t.name)) for t in io.state),
          vi(p + "done_out", TP.BOOL, batch), vi(p + "scores_out", TP.DOUBLE, batch),
          vi(p + "lengths_out", TP.INT64, batch), vi(p + "emitted", TP.INT64, batch)])
+    prune(body)  # what only the step's other outputs need (attn, ...) never runs
     outer_nodes = [
         helper.make_node("ReduceMax", ["max_lengths"], [p + "trips"], keepdims=0),
         const(p + "true", TP.BOOL, True),
@@ -125,13 +152,56 @@ def build_greedy(step: Any, io: BundleIO, conv: Conventions) -> Any:
         helper.make_node("Transpose", [p + "ids_tb"], ["ids"], perm=[1, 0]),
     ]
     spec = io.greedy
-    read = {name for node in g.node for name in node.input}  # statics the step reads (others were pruned)
-    inputs = [value_info(t) for t in spec.inputs if t.role != "static" or t.name in read]
+    read = {name for node in body.node for name in (*node.input, *subgraph_reads(node))}
+    inputs = [value_info(t) for t in spec.inputs if t.role != "static" or t.name in read]  # statics the body reads
     outputs = [value_info(t) for t in spec.outputs]
     graph = helper.make_graph(outer_nodes, "greedy", inputs, outputs, initializer=list(g.initializer))
     model = helper.make_model(graph, opset_imports=list(step.opset_import), ir_version=step.ir_version,
                               producer_name="s2s-export", doc_string=__doc__.splitlines()[0])
     model.metadata_props.extend(step.metadata_props)  # e.g. the INT8 variant of a quantized step
+    prune(model)  # the identity reorder when nothing reads it, weights only the dropped nodes read
+    return model
+
+
+ENCODER_PREFIX = "encoder/"  # the encoder's inner names in the combined graph
+
+
+def build_encoder_greedy(encoder: Any, greedy: Any, io: BundleIO) -> Any:
+    """The combined graph (``BundleIO.encoder_greedy``: src, src_lengths, max_lengths -> ids,
+    scores, lengths) of an ``encoder`` ``ModelProto`` and the fused greedy ``ModelProto`` built
+    from the same bundle's step (``build_greedy``): the encoder's nodes, then the greedy graph's,
+    in one graph, so one session run decodes a batch (no static or state tensor crosses into
+    Python). The encoder's nodes and weights are unchanged (its inner names get the prefix
+    ``encoder/``); its outputs keep their names, which the greedy nodes read."""
+    from onnx import helper
+
+    outer = {t.name for t in (*io.static, *io.state)} | {"src", "src_lengths"}
+
+    def name(n: str) -> str:
+        return n if not n or n in outer else ENCODER_PREFIX + n
+
+    eg, gg = encoder.graph, greedy.graph
+    nodes = []
+    for node in eg.node:
+        copy = type(node)()
+        copy.CopyFrom(node)
+        copy.name = ENCODER_PREFIX + node.name if node.name else ""
+        copy.input[:] = [name(n) for n in node.input]
+        copy.output[:] = [name(n) for n in node.output]
+        nodes.append(copy)
+    inits = []
+    for t in eg.initializer:
+        copy = type(t)()
+        copy.CopyFrom(t)
+        copy.name = name(t.name)
+        inits.append(copy)
+    spec = io.encoder_greedy
+    graph = helper.make_graph([*nodes, *gg.node], "encoder_greedy", [value_info(t) for t in spec.inputs],
+                              [value_info(t) for t in spec.outputs], initializer=[*inits, *gg.initializer])
+    model = helper.make_model(graph, opset_imports=list(greedy.opset_import), ir_version=greedy.ir_version,
+                              producer_name="s2s-export", doc_string="encoder + fused greedy graph")
+    model.metadata_props.extend(greedy.metadata_props)  # e.g. the INT8 variant of a quantized step
+    prune(model)  # encoder outputs the step never reads (e.g. a memory without attention)
     return model
 
 
@@ -151,4 +221,20 @@ def write_greedy(step_path: str | os.PathLike[str], out_path: str | os.PathLike[
     return True
 
 
-__all__ = ["build_greedy", "write_greedy"]
+def write_encoder_greedy(encoder_path: str | os.PathLike[str], greedy_path: str | os.PathLike[str],
+                         out_path: str | os.PathLike[str], io: BundleIO) -> bool:
+    """Build the combined encoder + greedy graph (``build_encoder_greedy``) of a bundle's encoder
+    and fused greedy graphs and save it (checked) at ``out_path``. Returns False, writing nothing,
+    when the encoder's weights live in an external data file (over 2 GB)."""
+    import onnx
+
+    encoder = onnx.load(str(encoder_path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in encoder.graph.initializer):
+        return False
+    model = build_encoder_greedy(encoder, onnx.load(str(greedy_path)), io)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return True
+
+
+__all__ = ["build_encoder_greedy", "build_greedy", "write_encoder_greedy", "write_greedy"]

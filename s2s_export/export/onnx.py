@@ -211,6 +211,27 @@ def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: 
     return files
 
 
+def optimize_graph(path: Path, spec: GraphSpec) -> list[str]:
+    """Rewrite a saved graph in place with the exact, general rewrites of ``fold.py`` (embedding
+    + input projection -> one table or a one-hot input) and ``simplify.py`` (shape arithmetic of
+    fixed axes folded), then check it again (``check_graph``). Graphs over 2 GB (external
+    data) are left as they are. Returns one line per rewrite."""
+    from .fold import fold_embeddings
+    from .simplify import fold_static_shapes
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
+        return []
+    done = [str(f) for f in fold_embeddings(model)]
+    removed = fold_static_shapes(model)
+    if removed:
+        done.append(f"shape arithmetic of fixed axes: {removed} nodes folded")
+    if done:
+        onnx.save_model(model, str(path))
+        check_graph(path, spec)
+    return done
+
+
 def check_graph(path: Path, spec: GraphSpec) -> None:
     """``onnx.checker`` (full), strict shape inference, and the IO against ``spec``."""
     try:
@@ -226,4 +247,4 @@ def check_graph(path: Path, spec: GraphSpec) -> None:
     _fix_io(model, spec)  # raises on frozen axes, dtypes or names that differ
 
 
-__all__ = ["EXPORTER", "MIN_OPSET", "GraphCheckError", "export_graph", "check_graph"]
+__all__ = ["EXPORTER", "MIN_OPSET", "GraphCheckError", "export_graph", "check_graph", "optimize_graph"]

@@ -71,7 +71,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..bundle import GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
+from ..bundle import ENCODER_GREEDY, GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
 from ..errors import BadInputError, BundleError, UsageError, one_line, require
 from .rowwise import WEIGHT_QMAX
 
@@ -146,7 +146,8 @@ def resolve_variant(variant: str | None, calibrate: str | os.PathLike[str] | Non
 def quantize_into(directory: str | os.PathLike[str], manifest: Manifest, variant: str | None = None,
                   calibrate: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Write ``encoder.int8.onnx`` and ``decoder_step.int8.onnx`` of ``variant`` (and
-    ``greedy.int8.onnx`` when the fp32 graphs have a fused greedy graph) into ``directory``, a
+    ``greedy.int8.onnx`` when the fp32 graphs have a fused greedy graph, ``encoder_greedy.int8.onnx``
+    when they also have the combined encoder + greedy graph) into ``directory``, a
     complete bundle being written, and record them in ``manifest.graphs["int8"]`` (not saved).
     Returns that entry. ``static`` calibrates by decoding with the fp32 graphs of ``directory``.
     A graph the quantizer cannot read raises ``BadInputError``; a missing package, a full disk
@@ -173,12 +174,17 @@ def quantize_into(directory: str | os.PathLike[str], manifest: Manifest, variant
                                 "re-export the bundle with s2s-export and try again") from None
         check_graph(directory / entry[g])
     if GREEDY in fp32:
-        from ..export.greedy import write_greedy
+        from ..export.greedy import write_encoder_greedy, write_greedy
 
         if write_greedy(directory / entry["decoder_step"], directory / f"{GREEDY}.int8.onnx", manifest.io,
                         manifest.conventions):
             entry[GREEDY] = f"{GREEDY}.int8.onnx"
             check_graph(directory / entry[GREEDY])
+            combined = f"{ENCODER_GREEDY}.int8.onnx"  # the int8 encoder and the int8 greedy graph in one
+            if ENCODER_GREEDY in fp32 and write_encoder_greedy(directory / entry["encoder"], directory / entry[GREEDY],
+                                                               directory / combined, manifest.io):
+                entry[ENCODER_GREEDY] = combined
+                check_graph(directory / combined)
     manifest.graphs["int8"] = entry
     return entry
 

@@ -12,9 +12,15 @@ models and Joey NMT, nothing for OpenNMT-py). A source longer than the bundle's 
 
 Search options left out mean the bundle's defaults (``manifest.search``: beam, n-best, length
 penalty, lengths, style), so an imported model decodes as its tool does with no option given.
+The validated options of a request are kept (``OPTIONS_CACHE`` requests) and reused when the
+same options come again: a word-at-a-time caller validates once (the manifest's defaults are
+read at the first request of each kind; they are not expected to change after load).
 
 Inputs are sorted by length into batches of ``max_batch_size`` sentences (little padding) and
-the results come back in input order. Thread safety: one ``Translator`` may be shared by
+the results come back in input order; a single input goes to the search as it is (no sorting,
+grouping or padding: the batch-1 latency path, ``benchmarks/README.md`` "Batch-1 latency"), and
+texts from ``translate`` are not checked again after ``encode`` (their ids come from the
+bundle's vocabulary). Thread safety: one ``Translator`` may be shared by
 threads; a lock serialises the backend (it holds the decoding state of the running batch), so
 concurrent calls interleave batch by batch and return the same results as sequential calls.
 For parallel throughput, load one Translator per thread.
@@ -71,6 +77,9 @@ SEARCH_OPTIONS = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_
                   "alpha", "no_repeat_ngram_size", "return_attention", "full_distribution", "search_style")
 
 
+OPTIONS_CACHE = 64  # distinct requests whose validated options a Translator keeps
+
+
 def _check_batch_size(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
         raise ConfigError(f"max_batch_size must be an integer >= 1 (got {value!r})", "pass 1 or more")
@@ -124,6 +133,8 @@ class Translator:
         src_pad = manifest.src_specials.pad
         self.src_pad_id = 0 if src_pad is None else src_pad  # padding is masked: any id serves
         self._lock = threading.Lock()
+        # validated SearchOptions by request (the manifest's defaults do not change after load)
+        self._options: dict[tuple[Any, ...], SearchOptions] = {}
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike[str], backend: str = "onnxruntime", precision: str | None = None,
@@ -166,8 +177,10 @@ class Translator:
         empty = np.zeros((0, 0), dtype=np.float32) if opts.return_attention else None
         out: list[list[Hypothesis]] = [[Hypothesis([], [], "", 0.0, empty)] for _ in texts]
         if full:
-            done = self.translate_ids([ids[i] for i in full], max_batch_size=max_batch_size, progress=progress,
-                                      **options)
+            _check_batch_size(max_batch_size)
+            # ids of the bundle's own vocabulary, lengths checked by encode: framed, not re-checked
+            sources = self._sources([ids[i] for i in full], frame=True, trusted=True)
+            done = self._translate(sources, opts, int(max_batch_size), progress)
             for i, hyps in zip(full, done):
                 out[i] = hyps
         if progress is not None and len(full) < len(texts):
@@ -198,6 +211,13 @@ class Translator:
         """The search options of a request: the bundle's defaults (``manifest.search``) with the
         ``given`` ones (None = not given) over them, and the bundle's target conventions.
         ``ConfigError`` for an unknown option or a value of a wrong type or range."""
+        try:  # the same request again: the same (immutable, validated) options
+            key = tuple(sorted((k, type(v), v) for k, v in given.items() if v is not None))
+            cached = self._options.get(key)
+        except TypeError:  # an unhashable value: validated (and refused) below
+            key, cached = None, None
+        if cached is not None:
+            return cached
         unknown = sorted(set(given) - set(SEARCH_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown search option {', '.join(unknown)}",
@@ -222,6 +242,10 @@ class Translator:
                              pad_id=tgt.pad if tgt.pad is not None else tgt.eos, unk_id=tgt.unk,
                              blocked=tuple(self.manifest.io.blocked)).validate()
         opts.full_path(self.backend.topk)  # beam_size > K: fail before any work
+        if key is not None:
+            if len(self._options) >= OPTIONS_CACHE:
+                self._options.clear()
+            self._options[key] = opts
         return opts
 
     def translate_ids(self, ids: Sequence[Sequence[int]], *, max_batch_size: int = 64, frame: bool = True,
@@ -233,9 +257,21 @@ class Translator:
         opts = self.options(**options)
         _check_batch_size(max_batch_size)
         sources = self._sources(ids, frame if add_eos is None else bool(add_eos))
-        batch = int(max_batch_size)
+        return self._translate(sources, opts, int(max_batch_size), progress)
+
+    def _translate(self, sources: list[list[int]], opts: SearchOptions, batch: int,
+                   progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:
+        """Search over checked, framed sources in batches (``_batches``); one input goes straight
+        to the search (no sorting, grouping or padding: the batch-1 latency path)."""
         if self.backend.max_rows:  # engines with a fixed maximum batch (rows = sentences x beam)
             batch = max(1, min(batch, self.backend.max_rows // opts.beam_size))
+        if len(sources) == 1:
+            src = np.array(sources, dtype=np.int64)  # [1,S]
+            with self._lock:
+                results = search(self.backend, src, np.array([src.shape[1]], dtype=np.int64), opts)
+            if progress is not None:
+                progress(1)
+            return [[self._hypothesis(r) for r in results[0]]]
         out: list[list[Hypothesis]] = [[] for _ in sources]
         for chunk in self._batches(sources, batch, opts):
             src, lengths = pad_sources([sources[i] for i in chunk], self.src_pad_id)
@@ -270,24 +306,25 @@ class Translator:
         return groups + ([group] if group else [])
 
     def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0,
-                 name: str | None = None) -> list[list[int]]:
+                 name: str | None = None, trusted: bool = False) -> list[list[int]]:
         """Checked source id lists (framed when ``frame``); errors name input ``first + i`` (or
-        ``name``)."""
-        if (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)
-                or (len(ids) and isinstance(ids[0], (int, np.integer)))):
+        ``name``). ``trusted``: lists of int ids from ``encode`` (the bundle's own vocabulary):
+        their types and range are not checked again."""
+        if not trusted and (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)
+                            or (len(ids) and isinstance(ids[0], (int, np.integer)))):
             raise UsageError("translate_ids takes a list of id lists", "pass [[id, ...], ...]")
         limit, vocab = self.manifest.max_src_len, len(self.src_vocab)
         sources = []
         for n, seq in enumerate(ids, start=first):
-            if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not all(
-                    isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in seq):
+            if not trusted and (isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not all(
+                    isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in seq)):
                 raise UsageError(f"input {n} is not a list of integer ids", "pass [[id, ...], ...]")
-            seq = [int(i) for i in seq]
+            seq = list(seq) if trusted else [int(i) for i in seq]
             if frame:
                 seq = self.framing.frame(seq, self.manifest.src_specials)
             if not seq:
                 raise BadInputError(f"input {n} is empty and framing is off", "pass at least one source id")
-            if min(seq) < 0 or max(seq) >= vocab:
+            if not trusted and (min(seq) < 0 or max(seq) >= vocab):
                 raise BadInputError(f"input {n} has token ids outside 0..{vocab - 1}",
                                     "encode it with the bundle's source vocabulary")
             if len(seq) > limit:

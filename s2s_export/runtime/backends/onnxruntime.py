@@ -17,6 +17,10 @@ steps one stalls for a scheduler tick). Measured in benchmarks/README.md: on a q
 machine "step" beats "off" 1.2-2x in greedy decoding and beats "all"; on a machine shared with
 other busy processes use ``spinning="off"`` (it degrades least there). No custom-op library is
 ever loaded.
+
+Fused greedy (``greedy``): a bundle's combined encoder + greedy graph (``encoder_greedy.onnx``)
+decodes a batch in one session run; bundles with only ``greedy.onnx`` run the encoder session,
+then that graph; the session is loaded on first use and spins like the step's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...bundle import GREEDY, bundle_path
+from ...bundle import ENCODER_GREEDY, GREEDY, bundle_path
 from ...errors import (BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require,
                        resource_error)
 from ...graphio import BundleIO, next_name
@@ -68,7 +72,8 @@ class OnnxRuntimeBackend:
                  io: BundleIO, intra_op_threads: int | None = None,
                  providers: Sequence[Any] = DEFAULT_PROVIDERS, device: str = "cpu",
                  spinning: str = DEFAULT_SPINNING, io_binding: bool | None = None,
-                 greedy_path: str | os.PathLike[str] | None = None) -> None:
+                 greedy_path: str | os.PathLike[str] | None = None,
+                 encoder_greedy_path: str | os.PathLike[str] | None = None) -> None:
         intra_op_threads = check_threads(intra_op_threads)  # capped to the cores: no thread storm
         if spinning not in SPINNING:
             raise ConfigError(f"spinning {spinning!r} is unknown", f"use one of: {', '.join(SPINNING)}")
@@ -86,7 +91,10 @@ class OnnxRuntimeBackend:
         # the fused greedy graph (export/greedy.py): loaded on first use; fused_greedy = False
         # makes greedy() decline, so the search runs its Python loop (benchmarks, tests)
         self.greedy_path = None if greedy_path is None else Path(greedy_path)
-        self.fused_greedy = self.greedy_path is not None
+        # the encoder and the fused greedy graph in one graph (one session run per batch):
+        # preferred over the greedy graph when the bundle has it (then greedy.onnx never loads)
+        self.encoder_greedy_path = None if encoder_greedy_path is None else Path(encoder_greedy_path)
+        self.fused_greedy = self.greedy_path is not None or self.encoder_greedy_path is not None
         self._greedy_session: Any = None
         self._greedy_inputs: set[str] = set()
         self.encoder = self._session(ort, Path(encoder_path), session_options(
@@ -157,12 +165,7 @@ class OnnxRuntimeBackend:
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> None:
         src = np.ascontiguousarray(src, dtype=np.int64)
         src_lengths = np.ascontiguousarray(src_lengths, dtype=np.int64)
-        if src.ndim != 2 or src_lengths.shape != (src.shape[0],) or src.shape[0] == 0:
-            raise BadInputError(f"encode needs src [B,S] and src_lengths [B] (got {list(src.shape)} "
-                                f"and {list(src_lengths.shape)})", "pass a padded batch and its lengths")
-        if src_lengths.min() < 1 or src_lengths.max() > src.shape[1]:
-            raise BadInputError(f"source lengths must be within 1..{src.shape[1]} (got "
-                                f"{src_lengths.min()}..{src_lengths.max()})", "every source ends with EOS")
+        _check_sources(src, src_lengths)
         inputs = {"src": self._device(src), "src_lengths": self._device(src_lengths)}
         outs = self._run(self.encoder, inputs, self.io.encoder.output_names, "encoder")
         self._static = {n: outs[n] for n in self.static_names}
@@ -199,16 +202,30 @@ class OnnxRuntimeBackend:
 
     def greedy(self, src: np.ndarray, src_lengths: np.ndarray, max_lengths: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``FusedGreedy``: encoder + the fused greedy graph (None without one, or for a batch
-        over ``FUSED_MAX_BATCH``)."""
-        if not self.fused_greedy or self.greedy_path is None or len(src_lengths) > FUSED_MAX_BATCH:
+        """``FusedGreedy``: one run of the combined encoder + greedy graph, else the encoder and
+        the fused greedy graph (None without either, or for a batch over ``FUSED_MAX_BATCH``).
+        After a combined run the backend keeps no static or state (nothing reads them)."""
+        if not self.fused_greedy or len(src_lengths) > FUSED_MAX_BATCH:
             return None
         if self._greedy_session is None:
-            self._greedy_session = self._session(self.ort, self.greedy_path, session_options(
-                self.ort, self._threads, self.spinning != "off"), self._providers, self.io.greedy)
+            path, spec = ((self.encoder_greedy_path, self.io.encoder_greedy) if self.encoder_greedy_path
+                          else (self.greedy_path, self.io.greedy))
+            assert path is not None
+            self._greedy_session = self._session(self.ort, path, session_options(
+                self.ort, self._threads, self.spinning != "off"), self._providers, spec)
             self._greedy_inputs = {i.name for i in self._greedy_session.get_inputs()}
+        max_lengths = np.ascontiguousarray(max_lengths, dtype=np.int64)
+        if "src" in self._greedy_inputs:  # the combined graph
+            src = np.ascontiguousarray(src, dtype=np.int64)
+            src_lengths = np.ascontiguousarray(src_lengths, dtype=np.int64)
+            _check_sources(src, src_lengths)
+            inputs = {"src": self._device(src), "src_lengths": self._device(src_lengths),
+                      "max_lengths": self._device(max_lengths)}
+            outs = self._run(self._greedy_session, inputs, ["ids", "scores", "lengths"], "greedy decode")
+            self._static, self._static_feed, self._state, self._rows = {}, {}, {}, 0
+            return self._host(outs["ids"]), self._host(outs["scores"]), self._host(outs["lengths"])
         self.encode(src, src_lengths)
-        inputs = {"max_lengths": self._device(np.ascontiguousarray(max_lengths, dtype=np.int64)),
+        inputs = {"max_lengths": self._device(max_lengths),
                   **{n: v for n, v in (*self._static.items(), *self._state.items()) if n in self._greedy_inputs}}
         outs = self._run(self._greedy_session, inputs, ["ids", "scores", "lengths"], "greedy decode")
         return self._host(outs["ids"]), self._host(outs["scores"]), self._host(outs["lengths"])
@@ -216,6 +233,16 @@ class OnnxRuntimeBackend:
     def state(self) -> dict[str, np.ndarray]:
         """Host copies of the current state tensors (``StateAccess``: verification only)."""
         return {n: np.array(self._host(self._state[n]), copy=True) for n in self.state_names}
+
+
+def _check_sources(src: np.ndarray, src_lengths: np.ndarray) -> None:
+    """``BadInputError`` unless src is [B,S] (B >= 1) and src_lengths [B] within 1..S."""
+    if src.ndim != 2 or src_lengths.shape != (src.shape[0],) or src.shape[0] == 0:
+        raise BadInputError(f"encode needs src [B,S] and src_lengths [B] (got {list(src.shape)} "
+                            f"and {list(src_lengths.shape)})", "pass a padded batch and its lengths")
+    if src_lengths.min() < 1 or src_lengths.max() > src.shape[1]:
+        raise BadInputError(f"source lengths must be within 1..{src.shape[1]} (got "
+                            f"{src_lengths.min()}..{src_lengths.max()})", "every source ends with EOS")
 
 
 ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)",
@@ -265,9 +292,11 @@ def load_backend(bundle_dir: Path, manifest: Any, precision: str | None = "fp32"
                  intra_op_threads: int | None = None, spinning: str = DEFAULT_SPINNING) -> OnnxRuntimeBackend:
     """The CPU backend of a bundle (the ``Translator.load`` entry point; precision default fp32)."""
     encoder, step = graph_files(bundle_dir, manifest, precision or "fp32")
-    greedy = manifest.graphs[precision or "fp32"].get(GREEDY)  # optional (older bundles, fp16)
+    graphs = manifest.graphs[precision or "fp32"]
+    greedy, combined = graphs.get(GREEDY), graphs.get(ENCODER_GREEDY)  # optional (older bundles, fp16)
     return OnnxRuntimeBackend(encoder, step, manifest.io, intra_op_threads=intra_op_threads, spinning=spinning,
-                              greedy_path=None if greedy is None else bundle_path(bundle_dir, greedy))
+                              greedy_path=None if greedy is None else bundle_path(bundle_dir, greedy),
+                              encoder_greedy_path=None if combined is None else bundle_path(bundle_dir, combined))
 
 
 CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
