@@ -34,7 +34,8 @@ import numpy as np
 from .bundle import MANIFEST, atomic_file, load_manifest
 from .errors import UTF8_FIX, BadInputError, S2SError, UsageError, require
 
-BLOCK_BATCHES = 16  # lines per object-store block and per actor call = batch_size x this
+BLOCK_BATCHES = 16  # lines per object-store block and per actor call = batch_size x this ...
+BLOCK_MAX_LINES = 4096  # ... at most (whole batches of a tool's batching: translator.aligned_lines)
 
 
 def read_blocks(path: Path, lines_per_block: int) -> Iterator[list[str]]:
@@ -69,7 +70,7 @@ class TranslateBatch:
     first unusable input's message, naming it as ``s2s translate`` does, empty when fine)."""
 
     def __init__(self, bundle: str, load: dict[str, Any], options: dict[str, Any], mode: str,
-                 n_best: int | None, batch_size: int, source: str, shipped: dict[str, bytes] | None = None) -> None:
+                 n_best: int | None, batch_size: int | None, source: str, shipped: dict[str, bytes] | None = None) -> None:
         from .output import Formatter
         from .runtime import Translator
 
@@ -124,7 +125,7 @@ def connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
 def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike[str],
                    output_path: str | os.PathLike[str], *, address: str | None = None,
                    num_actors: int | None = None, cpus_per_actor: float = 1.0, num_cpus: int | None = None,
-                   batch_size: int = 64, backend: str = "onnxruntime", precision: str | None = None,
+                   batch_size: int | None = None, backend: str = "onnxruntime", precision: str | None = None,
                    intra_op_threads: int | None = 1, spinning: str | None = None, mode: str = "text",
                    ship_bundle: bool | None = None,
                    progress: Callable[[int], None] | bool = False, **options: Any) -> int:
@@ -138,22 +139,26 @@ def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike
     over-long line, unwritable output), ``BundleError``, or ``MissingDependencyError`` without Ray."""
     if mode not in ("text", "scores", "json"):
         raise UsageError(f"output mode {mode!r} is unknown", "use text, scores or json")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
     if num_actors is not None and num_actors < 1:
         raise UsageError(f"num_actors must be >= 1 (got {num_actors})", "pass a positive number of actors")
     bundle, input_path, output_path = Path(bundle), Path(input_path), Path(output_path)
     from .runtime import Translator
+    from .runtime.translator import aligned_lines
 
     # a missing bundle and bad options fail here, before any cluster starts (not in every actor)
-    Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=1).options(**options)
+    translator = Translator.load(bundle, backend=backend, precision=precision, intra_op_threads=1)
+    kind, size = translator.batching(batch_size, translator.options(**options))
+    block_lines = aligned_lines(kind, size, min(size * BLOCK_BATCHES, BLOCK_MAX_LINES))
+    del translator
     if not input_path.is_file():
         raise BadInputError(f"cannot read {input_path} (no such file)", "pass an existing text file")
     ray: Any = require("ray", "ray")
     require("ray.data", "ray")
     started = connect(ray, address, num_cpus)
     try:
-        return _run(ray, bundle, input_path, output_path, address, num_actors, cpus_per_actor, batch_size,
+        return _run(ray, bundle, input_path, output_path, address, num_actors, cpus_per_actor, (batch_size, block_lines),
                     dict(backend=backend, precision=precision, intra_op_threads=intra_op_threads,
                          **({} if spinning is None else {"spinning": spinning})),
                     options, (mode, options.get("n_best")), address is not None if ship_bundle is None else ship_bundle, progress)
@@ -163,7 +168,7 @@ def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike
 
 
 def _run(ray: Any, bundle: Path, input_path: Path, output_path: Path, address: str | None,
-         num_actors: int | None, cpus_per_actor: float, batch_size: int, load: dict[str, Any],
+         num_actors: int | None, cpus_per_actor: float, batching: tuple[int | None, int], load: dict[str, Any],
          options: dict[str, Any], output: tuple[str, int | None], ship: bool,
          progress: Callable[[int], None] | bool) -> int:
     import pyarrow as pa
@@ -175,8 +180,8 @@ def _run(ray: Any, bundle: Path, input_path: Path, output_path: Path, address: s
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
-    refs, total = [], 0
-    for block in read_blocks(input_path, batch_size * BLOCK_BATCHES):
+    (batch_size, block_lines), refs, total = batching, [], 0
+    for block in read_blocks(input_path, block_lines):
         refs.append(ray.put(pa.table({"line": np.arange(total, total + len(block), dtype=np.int64),
                                       "text": pa.array(block, type=pa.string())})))
         total += len(block)
@@ -188,7 +193,7 @@ def _run(ray: Any, bundle: Path, input_path: Path, output_path: Path, address: s
                            n_best=output[1], batch_size=batch_size, source=str(input_path),
                            shipped=bundle_files(bundle) if ship else None)
         dataset = ray.data.from_arrow_refs(refs).map_batches(  # one actor call per block
-            TranslateBatch, fn_constructor_kwargs=constructor, batch_size=batch_size * BLOCK_BATCHES,
+            TranslateBatch, fn_constructor_kwargs=constructor, batch_size=block_lines,
             batch_format="numpy", compute=ActorPoolStrategy(size=min(actors, len(refs))), num_cpus=cpus_per_actor)
         with _progress(progress, total) as update:
             _write(dataset, out, update)

@@ -248,9 +248,11 @@ def test_newer_format_is_refused_naming_both_versions(tmp_path: Path) -> None:
 
 
 def test_batch_rule_groups_inputs_as_the_tool_does() -> None:
-    """With a length rule that depends on the batch, inputs are grouped as Joey NMT groups them:
+    """With a length rule that depends on the batch, inputs are grouped as the tool groups them:
     consecutive sentences, or token batches that close when longest x size reaches the budget
-    (joeynmt/datasets.py TokenBatchSampler); otherwise sorted by length."""
+    (joeynmt/datasets.py TokenBatchSampler), or sorted (onmt_translate); otherwise sorted by
+    length. An explicit batch size means the tool's own batch-size option: that many
+    sentences, consecutive (Joey NMT) or sorted (OpenNMT-py)."""
     from types import SimpleNamespace
 
     from s2s_export.runtime.search import SearchOptions
@@ -258,12 +260,21 @@ def test_batch_rule_groups_inputs_as_the_tool_does() -> None:
     sources = [[5] * n for n in (3, 1, 4, 2, 6, 2, 2)]
     rule = SearchOptions(max_length_batch_factor=1.5)
 
-    def groups(batch_size: int | None, batch_type: str, opts: SearchOptions) -> list[list[int]]:
-        fake = SimpleNamespace(manifest=SimpleNamespace(search=SearchDefaults(
-            batch_size=batch_size, batch_type=batch_type)))  # type: ignore[arg-type]
-        return Translator._batches(fake, sources, 3, opts)  # type: ignore[arg-type]
+    def groups(batch_size: int | None, batch_type: str, opts: SearchOptions, explicit: int | None = 3,
+               max_rows: int = 0) -> list[list[int]]:
+        fake: Any = SimpleNamespace(manifest=SimpleNamespace(search=SearchDefaults(
+            batch_size=batch_size, batch_type=batch_type)), backend=SimpleNamespace(max_rows=max_rows))
+        return Translator._batches(fake, sources, *Translator.batching(fake, explicit, opts), opts.beam_size)
 
-    assert groups(3, "sentence", rule) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert groups(8, "token", rule) == [[0, 1, 2], [3, 4], [5, 6]]  # 4*3 >= 8, 6*2 >= 8, the rest
+    assert groups(3, "sentence", rule, None) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert groups(8, "token", rule, None) == [[0, 1, 2], [3, 4], [5, 6]]  # 4*3 >= 8, 6*2 >= 8, the rest
+    assert groups(3, "sorted", rule, None) == [[1, 3, 5], [6, 0, 2], [4]]
+    assert groups(8, "token", rule, 2) == [[0, 1], [2, 3], [4, 5], [6]]  # explicit: 2 consecutive sentences
+    assert groups(30, "sorted", rule, 1) == [[1], [3], [5], [6], [0], [2], [4]]  # explicit: 1 at a time
     assert groups(None, "sentence", rule) == [[1, 3, 5], [6, 0, 2], [4]]  # no tool batching: sorted
     assert groups(3, "sentence", SearchOptions()) == [[1, 3, 5], [6, 0, 2], [4]]  # no batch rule
+    assert groups(3, "sentence", SearchOptions(), None) == [[1, 3, 5, 6, 0, 2, 4]]  # default 64, sorted
+    fake: Any = SimpleNamespace(manifest=SimpleNamespace(search=SearchDefaults(batch_size=30, batch_type="sorted")))
+    assert Translator.batching(fake, None, SearchOptions()) == ("length", 64)
+    assert Translator.batching(fake, None, rule) == ("sorted", 30)
+    assert groups(3, "sentence", rule, None, max_rows=2) == [[0, 1], [2], [3, 4], [5], [6]]  # engine limit

@@ -558,3 +558,22 @@ def test_export_and_translate_like_onmt_translate(tmp_path: Path, name: str) -> 
         for h, tool in zip(hyps, expected(name)[mode]):
             assert [x.tokens for x in h] == [e[0] for e in tool]
             assert max(abs(x.score - e[1]) for x, e in zip(h, tool)) <= TOL
+        if name == "a_brnn_lstm_general":  # an explicit batch size is the tool's -batch_size: honoured
+            import s2s_export.runtime.translator as translator_mod
+
+            seen: list[int] = []
+            real = translator_mod.search
+
+            def spy(backend: Any, src: Any, lengths: Any, opts: Any) -> Any:
+                seen.append(int(src.shape[0]))
+                return real(backend, src, lengths, opts)
+
+            translator_mod.search = spy  # type: ignore[assignment]
+            try:
+                t.translate(lines[:40], beam_size=1)
+                assert seen == [30, 10]  # the bundle's batching: onmt_translate's 30 sentences
+                seen.clear()
+                t.translate(lines[:40], beam_size=1, max_batch_size=1)
+                assert seen == [1] * 40
+            finally:
+                translator_mod.search = real  # type: ignore[assignment]

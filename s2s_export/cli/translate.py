@@ -109,7 +109,9 @@ def translate_command(
     scores: bool = typer.Option(False, "--scores", help="TEXT<TAB>SCORE lines (the score of each hypothesis)"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per input: input, hypotheses "
                                                         "(text, tokens, ids, score)"),
-    batch_size: int = typer.Option(64, "--batch-size", help="sentences per batch"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                             help="sentences per batch [default: the tool's batching the bundle "
+                                                  "records, else 64]"),
     max_length: Optional[int] = typer.Option(None, "--max-length",
                                              help="most output tokens (EOS included) [default: the bundle's]"),
     max_length_ratio: Optional[float] = typer.Option(None, "--max-length-ratio",
@@ -158,7 +160,7 @@ def translate_command(
                             max_length_ratio=max_length_ratio, min_length=min_length,
                             length_penalty=length_penalty, alpha=alpha, no_repeat_ngram_size=no_repeat_ngram_size,
                             full_distribution=full_distribution, search_style=search_style)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})", "pass a positive --batch-size")
     if on_error not in ON_ERROR:
         raise UsageError(f"--on-error {on_error!r} is unknown", f"use one of: {', '.join(ON_ERROR)}")
@@ -188,12 +190,13 @@ def translate_command(
                                  spinning=spinning)
     if verbose:
         typer.echo(f"backend: {translator.backend.name}", err=True)
-    translator.translate_ids([], **search)  # bad or conflicting options fail here, before any input is read
+    # bad or conflicting options fail here, before any input is read
+    lines = chunk_lines(*translator.batching(batch_size, translator.options(**search)))
     formatter = Formatter(mode_of(json_out, scores, n_best), n_best)
     sink: Any = AtomicFile(output) if output is not None else None
     try:
         reader = None if texts else LineReader(stream, name)
-        chunks = [argument_lines(texts or [])] if reader is None else reader.chunks(chunk_lines(batch_size))
+        chunks = [argument_lines(texts or [])] if reader is None else reader.chunks(lines)
         first = _translate_stream(translator, chunks, reader, formatter, sink, on_error, batch_size, search,
                                   size if reader is not None else None)
         if sink is not None:
@@ -209,13 +212,16 @@ def translate_command(
         _plot_first(translator, first, search, plot)
 
 
-def chunk_lines(batch_size: int) -> int:
-    """Lines per chunk: ``CHUNK_BATCHES`` batches, at most ``CHUNK_MAX_LINES`` (at least 1)."""
-    return max(1, min(batch_size * CHUNK_BATCHES, CHUNK_MAX_LINES))
+def chunk_lines(kind: str, size: int) -> int:
+    """Lines per chunk: ``CHUNK_BATCHES`` batches, at most ``CHUNK_MAX_LINES``, aligned to the
+    batching (``translator.aligned_lines``)."""
+    from ..runtime.translator import aligned_lines
+
+    return aligned_lines(kind, size, min(size * CHUNK_BATCHES, CHUNK_MAX_LINES))
 
 
 def _translate_stream(translator: Any, chunks: Any, reader: Any, formatter: Any, sink: Any, on_error: str,
-                      batch_size: int, search: dict[str, Any], size: Optional[int]) -> Optional[str]:
+                      batch_size: Optional[int], search: dict[str, Any], size: Optional[int]) -> Optional[str]:
     """Translate and write chunk by chunk (a progress bar over the file's ``size`` bytes when
     stderr is a terminal); returns the first translated input (for the plot)."""
     import contextlib

@@ -78,9 +78,28 @@ SEARCH_OPTIONS = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_
 
 
 OPTIONS_CACHE = 64  # distinct requests whose validated options a Translator keeps
+DEFAULT_BATCH = 64  # sentences per batch when neither the caller nor the bundle says
+# inputs are sorted by length within windows of this many (onmt_translate 3.x sorts its input in
+# buckets of 16384 examples: onmt/inputters/dynamic_iterator.py, CorpusTask.INFER)
+SORT_WINDOW = 16384
+
+
+def aligned_lines(kind: str, size: int, lines: int) -> int:
+    """Lines per chunk of a stream (CLI, Ray) translated chunk by chunk, for ``Translator.batching``'s
+    ``(kind, size)``: about ``lines``, but whole batches of consecutive sentences (``sentence``)
+    and a whole sorting window (``sorted``, a tool's), so that a long file gets the batches the
+    tool would make. Token batches (Joey NMT ``batch_type: token``) cannot be aligned by a line
+    count: on inputs longer than a chunk, a sentence at a chunk boundary whose length limit is
+    its batch's may end differently from the tool's."""
+    if kind == "sorted":
+        return SORT_WINDOW
+    lines = max(1, lines)
+    return max(size, lines - lines % size) if kind == "sentence" else lines
 
 
 def _check_batch_size(value: object) -> None:
+    if value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
         raise ConfigError(f"max_batch_size must be an integer >= 1 (got {value!r})", "pass 1 or more")
 
@@ -160,14 +179,15 @@ class Translator:
                    bundle_dir)
 
     # ------------------------------------------------------------------ public API
-    def translate(self, texts: Sequence[str], *, max_batch_size: int = 64,
+    def translate(self, texts: Sequence[str], *, max_batch_size: int | None = None,
                   progress: Callable[[int], None] | None = None, **options: Any) -> list[list[Hypothesis]]:
         """One list of up to ``n_best`` hypotheses per input text, best first. ``options``: the
         search options (``SEARCH_OPTIONS``: ``beam_size``, ``n_best``, ``max_length``,
         ``max_length_ratio``, ``min_length``, ``length_penalty``, ``alpha``,
         ``no_repeat_ngram_size``, ``return_attention``, ``full_distribution``, ``search_style``);
         one left out (or None) means the bundle's default (``manifest.search``). Inputs are
-        sorted by length into batches of ``max_batch_size``; ``progress(n)`` is called after each
+        grouped into batches of ``max_batch_size`` sentences as ``batching`` says (None: the
+        bundle's tool batching, else 64); ``progress(n)`` is called after each
         batch of n inputs. An empty or whitespace-only text is not run through the model: its
         one hypothesis is empty (no ids, text ``""``, score 0). ``ConfigError`` for an option of a
         wrong type or range, ``BadInputError`` for an input longer than the bundle's ``max_src_len``."""
@@ -180,7 +200,7 @@ class Translator:
             _check_batch_size(max_batch_size)
             # ids of the bundle's own vocabulary, lengths checked by encode: framed, not re-checked
             sources = self._sources([ids[i] for i in full], frame=True, trusted=True)
-            done = self._translate(sources, opts, int(max_batch_size), progress)
+            done = self._translate(sources, opts, max_batch_size, progress)
             for i, hyps in zip(full, done):
                 out[i] = hyps
         if progress is not None and len(full) < len(texts):
@@ -248,7 +268,7 @@ class Translator:
             self._options[key] = opts
         return opts
 
-    def translate_ids(self, ids: Sequence[Sequence[int]], *, max_batch_size: int = 64, frame: bool = True,
+    def translate_ids(self, ids: Sequence[Sequence[int]], *, max_batch_size: int | None = None, frame: bool = True,
                       progress: Callable[[int], None] | None = None, add_eos: bool | None = None,
                       **options: Any) -> list[list[Hypothesis]]:
         """Like ``translate`` with source ids: ``frame`` applies the bundle's source framing
@@ -257,14 +277,30 @@ class Translator:
         opts = self.options(**options)
         _check_batch_size(max_batch_size)
         sources = self._sources(ids, frame if add_eos is None else bool(add_eos))
-        return self._translate(sources, opts, int(max_batch_size), progress)
+        return self._translate(sources, opts, max_batch_size, progress)
 
-    def _translate(self, sources: list[list[int]], opts: SearchOptions, batch: int,
+    def batching(self, max_batch_size: int | None, opts: SearchOptions) -> tuple[str, int]:
+        """How inputs are grouped into batches: ``(kind, size)``. ``length`` (ours, little
+        padding) and ``sorted`` (a tool's): sorted by length (stable, within windows of
+        ``SORT_WINDOW`` inputs), ``size`` sentences at a time; ``sentence``: ``size``
+        consecutive inputs; ``token``: consecutive inputs until the longest source times their
+        number reaches ``size`` tokens. Where the length limit does not depend on the batch,
+        ``length`` by ``max_batch_size`` (default 64). Where it does (``max_length_batch_factor``,
+        a tool's rule) and the bundle records the tool's batching (``search.batch_size`` and
+        ``batch_type``), that batching, so that every sentence gets the limit the tool gives it;
+        an explicit ``max_batch_size`` then means what the tool's own batch-size option means:
+        ``size`` sentences, sorted (OpenNMT-py) or consecutive (Joey NMT)."""
+        d = self.manifest.search
+        if opts.max_length_batch_factor is None or d.batch_size is None:
+            return "length", int(max_batch_size or DEFAULT_BATCH)
+        if max_batch_size is None:
+            return d.batch_type, d.batch_size
+        return ("sorted" if d.batch_type == "sorted" else "sentence"), int(max_batch_size)
+
+    def _translate(self, sources: list[list[int]], opts: SearchOptions, batch: int | None,
                    progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:
         """Search over checked, framed sources in batches (``_batches``); one input goes straight
         to the search (no sorting, grouping or padding: the batch-1 latency path)."""
-        if self.backend.max_rows:  # engines with a fixed maximum batch (rows = sentences x beam)
-            batch = max(1, min(batch, self.backend.max_rows // opts.beam_size))
         if len(sources) == 1:
             src = np.array(sources, dtype=np.int64)  # [1,S]
             with self._lock:
@@ -273,7 +309,7 @@ class Translator:
                 progress(1)
             return [[self._hypothesis(r) for r in results[0]]]
         out: list[list[Hypothesis]] = [[] for _ in sources]
-        for chunk in self._batches(sources, batch, opts):
+        for chunk in self._batches(sources, *self.batching(batch, opts), opts.beam_size):
             src, lengths = pad_sources([sources[i] for i in chunk], self.src_pad_id)
             with self._lock:  # the backend holds this batch's state until the search returns
                 results = search(self.backend, src, lengths, opts)
@@ -284,26 +320,30 @@ class Translator:
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _batches(self, sources: list[list[int]], batch: int, opts: SearchOptions) -> list[list[int]]:
-        """Input indices per batch: sorted by length into ``batch`` sentences (little padding),
-        or, when the length limit depends on the batch (``max_length_batch_factor``) and the
-        bundle says how its tool batches (``search.batch_size``), consecutive inputs grouped as
-        the tool groups them, so every sentence gets the tool's limit."""
-        d = self.manifest.search
-        if opts.max_length_batch_factor is None or d.batch_size is None or d.batch_type == "sorted":
-            size = batch if opts.max_length_batch_factor is None or d.batch_size is None else d.batch_size
-            order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # stable
-            return [order[k:k + size] for k in range(0, len(order), size)]
-        if d.batch_type == "sentence":
-            return [list(range(k, min(k + d.batch_size, len(sources)))) for k in range(0, len(sources), d.batch_size)]
-        groups, group, longest = [], [], 0  # Joey NMT's TokenBatchSampler (joeynmt/datasets.py)
-        for i, s in enumerate(sources):
-            group.append(i)
-            longest = max(longest, len(s))  # Joey: source tokens + 1 = the EOS-framed length
-            if longest * len(group) >= d.batch_size:
-                groups.append(group)
-                group, longest = [], 0
-        return groups + ([group] if group else [])
+    def _batches(self, sources: list[list[int]], kind: str, size: int, beam: int) -> list[list[int]]:
+        """Input indices per batch, grouped as ``batching`` says; no batch holds more rows
+        (sentences x beam) than an engine with a fixed maximum batch accepts."""
+        if kind in ("length", "sorted"):
+            groups = []
+            for w in range(0, len(sources), SORT_WINDOW):
+                window = range(w, min(w + SORT_WINDOW, len(sources)))
+                order = sorted(window, key=lambda i: len(sources[i]))  # stable
+                groups += [order[k:k + size] for k in range(0, len(order), size)]
+        elif kind == "sentence":
+            groups = [list(range(k, min(k + size, len(sources)))) for k in range(0, len(sources), size)]
+        else:
+            groups, group, longest = [], [], 0  # Joey NMT's TokenBatchSampler (joeynmt/datasets.py)
+            for i, s in enumerate(sources):
+                group.append(i)
+                longest = max(longest, len(s))  # Joey: source tokens + 1 = the EOS-framed length
+                if longest * len(group) >= size:
+                    groups.append(group)
+                    group, longest = [], 0
+            groups += [group] if group else []
+        rows = self.backend.max_rows // beam if self.backend.max_rows else 0
+        if rows:  # engines with a fixed maximum batch (rows = sentences x beam)
+            groups = [g[k:k + max(1, rows)] for g in groups for k in range(0, len(g), max(1, rows))]
+        return groups
 
     def _sources(self, ids: Sequence[Sequence[int]], frame: bool, first: int = 0,
                  name: str | None = None, trusted: bool = False) -> list[list[int]]:
