@@ -399,10 +399,12 @@ def test_outputs_detokenize_to_joeys_text(variant: str) -> None:
 
 # ---------------------------------------------------------------------- end to end (format 2)
 @pytest.mark.parametrize("variant", ["gru_nomax", "lstm_luong"])  # the batch length rule; LSTM, 2 layers, bridge
-def test_exported_bundle_translates_as_joey(tmp_path: Path, variant: str) -> None:
+def test_exported_bundle_translates_as_joey(tmp_path: Path, variant: str, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """What the lead's merge enables: export the Joey directory, translate Joey's test ids in
     Joey's batches with the bundle's defaults (options left out = the bundle's SearchDefaults),
-    and get Joey's outputs and scores; for char-level models Joey's printed text too."""
+    and get Joey's outputs and scores; for char-level models Joey's printed text too. ``s2s
+    verify`` passes against the Joey model directory (its search has no attention to plot)."""
     from s2s_export import export_model
     from s2s_export.runtime import Translator
 
@@ -417,6 +419,13 @@ def test_exported_bundle_translates_as_joey(tmp_path: Path, variant: str) -> Non
         results = [[Result(list(h.ids), h.score) for h in r] for r in hyps]
         same, total, err = _agreement(variant, results, name, n_best)
         assert same == total and err < TOL, (name, same, total, err)
+    if variant == "lstm_luong":
+        from conftest import run_cli
+
+        code, out, err = run_cli("s2s", ["verify", str(tmp_path / "bundle"), "--model", str(FIXTURES / variant),
+                                         "--limit", "20", "--html", str(tmp_path / "r.html")], capsys, monkeypatch)
+        assert code == 0 and "result: PASSED" in out, out + err
+        assert "Attention" not in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.parametrize("variant", ["gru_tied", "spm_lstm"])  # char level with spaces; SentencePiece

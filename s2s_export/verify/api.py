@@ -82,7 +82,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
 
     from ..runtime import Translator
     from .freerun import free_running, quality, reference_options
-    from .reference import reference_search
+    from .reference import reference_search, returns_attention
     from .stepwise import teacher_forced
 
     translator = Translator.load(bundle_dir, backend=backend, precision=precision or "fp32",
@@ -105,7 +105,8 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
     torch.set_num_threads(1)
     try:
         greedy_opts = translator.options(beam_size=1, n_best=1, max_length=max_length)
-        ref_greedy = reference_search(model, sources, return_attention=True, **reference_options(greedy_opts))
+        attention = returns_attention(greedy_opts.style)  # for the HTML report's attention plot
+        ref_greedy = reference_search(model, sources, return_attention=attention, **reference_options(greedy_opts))
         trajectories = [r[0][0] for r in ref_greedy]
         teacher = teacher_forced(model, be, sources, trajectories, tol, batch_size=batch_size,
                                  start_id=translator.manifest.start_id, blocked=translator.manifest.io.blocked)
@@ -113,7 +114,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
         common: dict[str, Any] = dict(max_length=max_length, tie_margin=tol.tie_margin, min_exact=tol.min_exact,
                       score_tol=lp_tol, batch_size=batch_size)
         greedy, greedy_raw = free_running(model, translator, sources, beam_size=1, reference=ref_greedy,
-                                          return_attention=True, **common)
+                                          return_attention=attention, **common)
         runs = [("greedy", greedy, greedy_raw)]
         if beam_size > 1:
             beam, beam_raw = free_running(model, translator, sources, beam_size=beam_size,
@@ -243,7 +244,8 @@ def _example(translator: Any, sources: list[list[int]], greedy: dict[str, Any], 
     return {"sentence": i, "diverges": pick is not None, "near_tie": bool(pick and pick["near_tie"]),
             "step": pick["step"] if pick else None, "source": src,
             "pytorch": labels(raw["pytorch"][i]), "backend": labels(raw["backend"][i]),
-            "pytorch_attention": raw["pytorch_attention"][i], "backend_attention": raw["backend_attention"][i]}
+            "pytorch_attention": raw["pytorch_attention"][i] if "pytorch_attention" in raw else None,
+            "backend_attention": raw["backend_attention"][i] if "backend_attention" in raw else None}
 
 
 __all__ = ["VerifyResult", "check_model", "verify_bundle"]

@@ -131,6 +131,16 @@ def _beam(model: Any, static: dict[str, Tensor], state: dict[str, Tensor], limit
     return finished[:n_best]
 
 
+def returns_attention(style: str) -> bool:
+    """Whether ``reference_search`` of ``style`` can return the attention (a style module says
+    ``RETURNS_ATTENTION = False`` when its tool's search does not give it)."""
+    if style == "s2s":
+        return True
+    import importlib
+
+    return bool(getattr(importlib.import_module(f"{__package__}.styles.{style}"), "RETURNS_ATTENTION", True))
+
+
 def reference_search(model: Any, src_ids: list[list[int]], beam_size: int = 1, max_length: int = 200,
                      max_length_ratio: float | None = None, min_length: int = 0, length_penalty: str = "none",
                      alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,

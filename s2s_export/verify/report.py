@@ -87,7 +87,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"s2s verify: {report['bundle']} ({report['backend']}, {report['precision']}) vs "
              f"{model.get('path', 'the PyTorch model')}",
              f"inputs: {report['inputs']['description']}, source lengths "
-             f"{report['inputs']['src_lengths'][0]}..{report['inputs']['src_lengths'][1]} (EOS included)",
+             f"{report['inputs']['src_lengths'][0]}..{report['inputs']['src_lengths'][1]} (framing included)",
              f"tolerances ({tol['precision_defaults']} defaults"
              + (f"; changed: {', '.join(tol['overridden'])}" if tol["overridden"] else "")
              + f"): {_tol_groups(tol)}{'' if tol.get('gate_raw', True) else ' (reported, not gating)'}; "
@@ -302,7 +302,7 @@ def html_page(report: dict[str, Any], example: dict[str, Any], plt: Any) -> str:
                                "near tie" if m["near_tie"] else "diverges"],
                               classes=["n", "", "", "", "n", "", "n", "n", "tie" if m["near_tie"] else "fail"]))
         parts.append("</table>")
-    if example:
+    if example and example.get("pytorch_attention") is not None:  # a style without attention: no plot
         what = ("the first diverging sentence" if example["diverges"] and not example["near_tie"]
                 else "the first near tie" if example["diverges"] else "the first sentence (none diverges)")
         parts.append(f"<h2>Attention (greedy), {e(what)}: sentence {example['sentence']}</h2>"

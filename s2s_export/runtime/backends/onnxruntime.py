@@ -242,7 +242,7 @@ def _check_sources(src: np.ndarray, src_lengths: np.ndarray) -> None:
                             f"and {list(src_lengths.shape)})", "pass a padded batch and its lengths")
     if src_lengths.min() < 1 or src_lengths.max() > src.shape[1]:
         raise BadInputError(f"source lengths must be within 1..{src.shape[1]} (got "
-                            f"{src_lengths.min()}..{src_lengths.max()})", "every source ends with EOS")
+                            f"{src_lengths.min()}..{src_lengths.max()})", "pass lengths between 1 and the padded width (framing included)")
 
 
 ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)",

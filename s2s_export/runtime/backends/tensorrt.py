@@ -263,7 +263,7 @@ class TensorRTBackend:
                                 f"use smaller batches, or rebuild: s2s build-engines {self.bundle_dir} "
                                 "--max-batch N --max-src-len N")
         if lengths.min() < 1 or lengths.max() > S:
-            raise BadInputError(f"source lengths must be within 1..{S}", "every source ends with EOS")
+            raise BadInputError(f"source lengths must be within 1..{S}", "pass lengths between 1 and the padded width (framing included)")
         self._upload(self.enc_in_host["src"], self.enc_in["src"], src)
         self._upload(self.enc_in_host["src_lengths"], self.enc_in["src_lengths"], lengths)
         self._cur_static, self._cur_state = 0, 0

@@ -117,6 +117,9 @@ def reference_joeynmt(model: Any, src_ids: list[list[int]], beam_size: int = 1, 
 
 
 
+RETURNS_ATTENTION = False  # verify draws no attention for this style (verify.reference.returns_attention)
+
+
 def reference_search(model: Any, src_ids: list[list[int]], *, beam_size: int = 1, max_length: int = 200,
                      max_length_ratio: float | None = None, min_length: int = 1, length_penalty: str = "gnmt",
                      alpha: float = 0.0, n_best: int = 1, no_repeat_ngram_size: int = 0,
