@@ -26,13 +26,14 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .bundle import MANIFEST, atomic_file, load_manifest
-from .errors import UTF8_FIX, BadInputError, S2SError, UsageError, require
+from .errors import UTF8_FIX, BadInputError, S2SError, UnsupportedError, UsageError, one_line, require
 
 BLOCK_BATCHES = 16  # lines per object-store block and per actor call = batch_size x this ...
 BLOCK_MAX_LINES = 4096  # ... at most (whole batches of a tool's batching: translator.aligned_lines)
@@ -114,7 +115,13 @@ def connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     this call connected (and so disconnects at the end)."""
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     if address is not None:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            detail = "nothing answers there" if isinstance(exc, ConnectionError) else one_line(exc, 160)
+            raise UnsupportedError(f"cannot reach a Ray cluster at --ray-address {address} ({detail})",
+                                   "start one there (ray start --head), or leave out --ray-address to "
+                                   "use a local cluster") from None
         return True
     if ray.is_initialized():
         return False
@@ -192,9 +199,12 @@ def _run(ray: Any, bundle: Path, input_path: Path, output_path: Path, address: s
         constructor = dict(bundle=str(bundle.absolute()), load=load, options=options, mode=output[0],
                            n_best=output[1], batch_size=batch_size, source=str(input_path),
                            shipped=bundle_files(bundle) if ship else None)
-        dataset = ray.data.from_arrow_refs(refs).map_batches(  # one actor call per block
-            TranslateBatch, fn_constructor_kwargs=constructor, batch_size=block_lines,
-            batch_format="numpy", compute=ActorPoolStrategy(size=min(actors, len(refs))), num_cpus=cpus_per_actor)
+        with warnings.catch_warnings():  # max_restarts goes through ray_remote_args (deprecated, no named form yet)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = ray.data.from_arrow_refs(refs).map_batches(  # one actor call per block
+                TranslateBatch, fn_constructor_kwargs=constructor, batch_size=block_lines, batch_format="numpy",
+                compute=ActorPoolStrategy(size=min(actors, len(refs))), num_cpus=cpus_per_actor,
+                max_restarts=0)  # a failed actor fails the job (reported), never a silent restart
         with _progress(progress, total) as update:
             _write(dataset, out, update)
     return total

@@ -164,6 +164,17 @@ def test_connect_uses_the_address_or_this_process_ray() -> None:
     assert connect(ray, None, 2) is True and ray.calls[0]["num_cpus"] == 2  # a local one for the job
     assert "address" not in ray.calls[0]
 
+    class Unreachable(FakeRay):
+        def init(self, **kwargs: Any) -> None:
+            raise ConnectionError("Could not find any running Ray instance. Please specify ... `--address` flag")
+
+    from s2s_export.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError) as info:  # one line naming our flag and the fix, exit 2
+        connect(Unreachable(initialized=False), "auto", None)
+    assert str(info.value) == ("cannot reach a Ray cluster at --ray-address auto (nothing answers there); start "
+                               "one there (ray start --head), or leave out --ray-address to use a local cluster")
+
 
 def test_ray_usage_errors(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     (tmp_path / "in.txt").write_text("ab\n")
