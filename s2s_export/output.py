@@ -4,7 +4,7 @@
 | ``mode`` | one input's lines |
 |---|---|
 | ``text`` | ``TEXT``: the best hypothesis |
-| ``scores`` | ``TEXT<TAB>SCORE`` per hypothesis, best first (``n_best`` lines, padded) |
+| ``scores`` | ``TEXT<TAB>SCORE`` per hypothesis, best first (``n_best`` lines: fewer hypotheses, or none for a skipped line, padded with ``<TAB>nan`` lines) |
 | ``json`` | one strict-JSON object: ``input``, ``hypotheses`` (``text``, ``tokens``, ``ids``, ``score``; a non-finite score is ``null``), ``unknown``, and ``error`` for a skipped line |
 """
 
@@ -70,7 +70,7 @@ class Formatter:
         if self.mode == "scores":
             out = [f"{h.text}\t{score_text(float(h.score))}" for h in hyps or []]
             want = self.n_best if self.n_best is not None else max(1, len(out))
-            return out[:want] + [""] * (want - len(out))
+            return out[:want] + ["\tnan"] * (want - len(out))  # every line splits into TEXT and SCORE
         return [hyps[0].text if hyps else ""]
 
 

@@ -282,7 +282,7 @@ def test_on_error_stop_and_skip(bundle: Path, translator: Translator, tmp_path: 
     assert f"{f} line 2 has 41 source tokens" in warnings[0] and "not UTF-8 text at line 4" in warnings[1]
     code, out, err = run([str(bundle), "-i", str(f), "--on-error", "skip", "--beam", "2", "--n-best", "2"],
                          capsys, monkeypatch)
-    assert code == 0 and len(out.splitlines()) == 5 * 2 and out.splitlines()[2:4] == ["", ""]
+    assert code == 0 and len(out.splitlines()) == 5 * 2 and out.splitlines()[2:4] == ["\tnan", "\tnan"]
     code, out, err = run([str(bundle), "-i", str(f), "--on-error", "skip", "--json"], capsys, monkeypatch)
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(records) == 5

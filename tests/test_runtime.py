@@ -120,7 +120,7 @@ def test_masking_features_match_reference(general: tuple[Any, Path, Translator])
 def test_full_distribution_beyond_k_matches_reference(general: tuple[Any, Path, Translator]) -> None:
     ckpt, _, translator = general
     inputs = texts()[:6]
-    with pytest.raises(ConfigError, match=r"beam_size 10 exceeds the bundle's top-K \(8\); re-export with --topk 11"):
+    with pytest.raises(ConfigError, match=r"beam_size 10 exceeds the bundle's top-K \(8\); use a beam of at most 8 or re-export with --topk 11"):
         translator.translate(inputs, beam_size=10)
     got = translator.translate(inputs, beam_size=10, n_best=4, full_distribution=True)
     assert_same(got, reference_search(ckpt.model, [source_ids(ckpt, t) for t in inputs], beam_size=10, n_best=4))

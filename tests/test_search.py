@@ -139,11 +139,11 @@ def test_search_matches_reference(data: st.DataObject) -> None:
     V = data.draw(st.integers(6, 14), "V")
     beam = data.draw(st.integers(1, 5), "beam")
     topk = data.draw(st.sampled_from([beam + 1, beam + 3, beam] if beam > 1 else [1, 3]), "topk")
+    max_length = data.draw(st.integers(1, 9), "max_length")
     kw: dict[str, Any] = dict(
-        beam_size=beam, n_best=data.draw(st.integers(1, beam), "n_best"),
-        max_length=data.draw(st.integers(1, 9), "max_length"),
+        beam_size=beam, n_best=data.draw(st.integers(1, beam), "n_best"), max_length=max_length,
         max_length_ratio=data.draw(st.sampled_from([None, 0.5, 1.5]), "ratio"),
-        min_length=data.draw(st.integers(0, 3), "min_length"),
+        min_length=data.draw(st.integers(0, min(3, max_length)), "min_length"),  # more: refused (ConfigError)
         length_penalty=data.draw(st.sampled_from(["none", "gnmt", "avg"]), "penalty"),
         alpha=data.draw(st.sampled_from([0.0, 0.6, 1.0]), "alpha"),
         no_repeat_ngram_size=data.draw(st.integers(0, 3), "ngram"))
@@ -402,3 +402,11 @@ def test_pad_and_bos_are_never_generated_even_when_likeliest() -> None:
 def test_option_types_and_ranges(kw: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         SearchOptions(**kw).validate()
+
+
+def test_min_length_over_max_length_refused() -> None:
+    """No output could end with EOS: refused, not cut off silently (the CLI says --min-length)."""
+    with pytest.raises(ConfigError, match="min_length 50 is more than max_length 10"):
+        SearchOptions(min_length=50, max_length=10).validate()
+    SearchOptions(min_length=10, max_length=10).validate()  # a tool's degenerate default stays allowed
+    SearchOptions(min_length=50, max_length=10, max_length_batch_factor=1.5).validate()  # the limit is per batch

@@ -55,8 +55,8 @@ def test_output_formats() -> None:
     line = argument_lines(["x"])[0]
     assert Formatter("text").lines(line.text, hyps) == ["a b"]
     assert Formatter("scores").lines(line.text, hyps) == ["a b\t-0.123457", "c\t-inf"]
-    assert Formatter("scores", n_best=3).lines(line.text, hyps[:1]) == ["a b\t-0.123457", "", ""]
-    assert Formatter("scores", n_best=2).lines(line.text, None) == ["", ""]
+    assert Formatter("scores", n_best=3).lines(line.text, hyps[:1]) == ["a b\t-0.123457", "\tnan", "\tnan"]
+    assert Formatter("scores", n_best=2).lines(line.text, None) == ["\tnan", "\tnan"]
     (record,) = Formatter("json").lines(line.text, hyps)
     assert json.loads(record) == {"input": "x", "hypotheses": [
         {"text": "a b", "tokens": ["a", "b"], "ids": [5, 6, 2], "score": -0.123457},

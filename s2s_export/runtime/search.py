@@ -127,13 +127,16 @@ class SearchOptions:
         _int("max_length", self.max_length, 1, MAX_LENGTH, "pass a positive max_length")
         _int("min_length", self.min_length, 0, MAX_LENGTH, "pass 0 or more")
         _int("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, MAX_LENGTH, "pass 0 (off) or an n-gram size")
+        if self.max_length_batch_factor is None and self.min_length > self.max_length:
+            raise ConfigError(f"min_length {self.min_length} is more than max_length {self.max_length}: no "
+                              "output could end with EOS", "pass a min_length at most max_length")
         if self.max_length_ratio is not None:
-            _real("max_length_ratio", self.max_length_ratio, 0.0, 1e4, "pass a positive ratio or None", True)
+            _real("max_length_ratio", self.max_length_ratio, 0.0, 1e4, "pass a positive ratio", True)
         if self.max_length_batch_factor is not None:
-            _real("max_length_batch_factor", self.max_length_batch_factor, 0.0, 1e4, "pass a positive factor or None",
+            _real("max_length_batch_factor", self.max_length_batch_factor, 0.0, 1e4, "pass a positive factor",
                   True)
         if self.length_penalty not in PENALTIES:
-            raise ConfigError(f"length_penalty {self.length_penalty!r} is unknown", f"use one of {PENALTIES}")
+            raise ConfigError(f"length_penalty {self.length_penalty!r} is unknown", f"use one of: {', '.join(PENALTIES)}")
         _real("alpha", self.alpha, -MAX_ALPHA, MAX_ALPHA, "pass a number like 0.6")
         for name in ("return_attention", "full_distribution"):
             if not isinstance(getattr(self, name), bool):
@@ -176,8 +179,8 @@ class SearchOptions:
         if topk >= (1 if beam == 1 else beam + 1):
             return False
         raise ConfigError(f"beam_size {beam} exceeds the bundle's top-K ({topk})",
-                          f"re-export with --topk {beam + 1}, or pass full_distribution=True to search "
-                          "over log_probs")
+                          f"use a beam of at most {topk} or re-export with --topk {beam + 1} "
+                          "(when translating, full_distribution=True also searches over the full log_probs)")
 
 
 def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.ndarray:

@@ -377,7 +377,7 @@ class Translator:
 
     def _hypothesis(self, r: Result) -> Hypothesis:
         tokens = self.tgt_vocab.decode(r.ids, strip=True)
-        return Hypothesis(list(r.ids), tokens, self.tgt_text.detokenize(tokens), r.score, r.attention)
+        return Hypothesis(list(r.ids), tokens, self.tgt_text.detokenize(tokens), float(r.score), r.attention)
 
     def __repr__(self) -> str:
         return (f"Translator({str(self.bundle_dir)!r}, backend={self.backend.name!r}, "
