@@ -156,7 +156,8 @@ def test_bad_options_exit_1(files: dict[str, Path], capsys, monkeypatch) -> None
                            (["--precision", "fp16"], "no fp16 graphs"),
                            (["--task", "french"], "unknown task"),
                            (["--beam", "9"], "top-K"),
-                           (["--min-exact", "2"], "--min-exact must be within 0..1")):
+                           (["--min-exact", "2"], "--min-exact must be within 0..1"),
+                           (["--tol", "log_prob=1e-3"], "--tol names log_prob, which the bundle")):
         code, out, err = run([bundle, "-m", model, "--limit", "3", *extra], capsys, monkeypatch)
         assert code == 1, (extra, err)
         assert pattern in err, (extra, err)

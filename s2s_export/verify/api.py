@@ -24,7 +24,7 @@ from ..errors import BadInputError, ParityError, Problem, UsageError
 from .compare import QUANTILE, REL_FLOOR
 from .inputs import VerifyInputs
 from .report import run_label, step_label
-from .tolerances import Tolerances, defaults
+from .tolerances import STATE, Tolerances, defaults
 
 FIX = ("the report (--html) shows where the bundle leaves PyTorch; re-export the bundle, or loosen "
        "--atol/--rtol/--tol/--min-exact for fp16/int8 figures you accept")
@@ -93,6 +93,13 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], model: Any, data: VerifyIn
                          f"pass --precision fp16, or --backend onnxruntime to verify the {precision} graphs")
     if precision is None:
         precision = "fp16" if be.name == "tensorrt" else "fp32"
+    io = translator.manifest.io
+    named = {t.name for g in (io.encoder, io.step) for t in g.outputs}
+    known = named | {n[len("next_"):] for n in named if n.startswith("next_")} | {STATE}
+    unknown = sorted(set((overrides or {}).get("per_output") or {}) - known)
+    if unknown:  # a typo must not leave the default gate in place silently
+        raise UsageError(f"--tol names {', '.join(unknown)}, which the bundle's graphs do not output",
+                         f"name one of: {', '.join(sorted(known))}")
     tol = (tolerances or defaults(precision)).with_overrides(**(overrides or {}))
     translator.options(beam_size=beam_size, n_best=1, max_length=max_length)  # ConfigError before any work
     check_model(translator.manifest, model)

@@ -278,13 +278,19 @@ def check_declared_io(sess: Any, spec: Any, name: str) -> None:
                                   f"{list(t.shape)}", fix)
 
 
+# how a bundle gets graphs of a precision it lacks
+ADD_GRAPHS = {"int8": "s2s quantize {bundle}", "fp16": "re-export with s2s-export MODEL -o {bundle} --trt --force",
+              "fp32": "re-export with s2s-export MODEL -o {bundle} --force"}
+
+
 def graph_files(bundle_dir: Path, manifest: Any, precision: str) -> tuple[Path, Path]:
     """Paths of the encoder and step graphs of ``precision`` (``manifest.graphs``)."""
     graphs = manifest.graphs.get(precision)
     if not graphs:
         have = ", ".join(sorted(manifest.graphs)) or "none"
         raise ConfigError(f"the bundle has no {precision} graphs (it has: {have})",
-                          f"pass one of those precisions, or add {precision} graphs to the bundle")
+                          "pass one of those precisions, or add them: "
+                          + ADD_GRAPHS.get(precision, ADD_GRAPHS["fp32"]).format(bundle=bundle_dir))
     return bundle_path(bundle_dir, graphs["encoder"]), bundle_path(bundle_dir, graphs["decoder_step"])
 
 
