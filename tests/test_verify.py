@@ -200,6 +200,34 @@ def test_top1_gate_fails_a_bundle_that_chooses_other_tokens(setup: dict[str, Any
     assert any(f.startswith("teacher-forced top-1 agreement") for f in r["failures"])
 
 
+def test_score_gate_fails_a_bundle_whose_log_probs_are_shifted(setup: dict[str, Any], tmp_path: Path) -> None:
+    """Shifting every log-prob by -1 nat keeps every greedy decision (top-1, outputs, metric), so
+    only the scores show it: the quantized gates fail it on the score per output token."""
+    from onnx import helper, numpy_helper
+
+    dst = tmp_path / "shifted"
+    shutil.copytree(setup["fp32"], dst)
+    g = onnx.load(str(dst / "decoder_step.onnx"))
+    for name in ("log_probs", "topk_log_probs"):
+        for node in g.graph.node:
+            node.output[:] = [f"{name}_raw" if o == name else o for o in node.output]
+        g.graph.initializer.append(numpy_helper.from_array(np.array(-1.0, dtype=np.float32), f"{name}_shift"))
+        g.graph.node.append(helper.make_node("Add", [f"{name}_raw", f"{name}_shift"], [name]))
+    onnx.save(g, str(dst / "decoder_step.onnx"))
+    m = load_manifest(dst, verify=False)
+    for key in ("greedy", "encoder_greedy"):  # the fused graphs carry their own (unscaled) copy of the step
+        m.graphs["fp32"].pop(key, None)
+        m.files.pop(f"{key}.onnx", None)
+        (dst / f"{key}.onnx").unlink(missing_ok=True)
+    m.save(dst)
+    r = verify_bundle(dst, setup["model"], setup["data"], backend="onnxruntime", beam_size=1,
+                      tolerances=defaults("int8")).report
+    run = r["free_running"]["greedy"]
+    assert run["exact"] == run["sentences"] and r["teacher_forced"]["top1"]["agreement"] == 1.0
+    assert not r["passed"] and any("nats per output token (at most 0.25)" in f for f in r["failures"])
+    assert defaults("int8").max_score_per_token == 0.25 and defaults("fp16").max_score_per_token == 0.1
+
+
 def test_metric_drop_in_points() -> None:
     from s2s_export.verify.api import metric_drop
 

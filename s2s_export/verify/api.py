@@ -200,6 +200,11 @@ def _failures(teacher: dict[str, Any], runs: list[tuple[str, dict[str, Any]]], t
         if tol.gate_raw and not s["scores_ok"]:
             out.append(f"free-running {label}: same tokens but scores differ from PyTorch by up to "
                        f"{_fmt(s['max_score_diff'])}")
+        per_token = s.get("max_score_diff_per_token")
+        if (not tol.gate_raw and tol.max_score_per_token is not None and per_token is not None
+                and per_token > tol.max_score_per_token + 1e-12):
+            out.append(f"free-running {label}: same tokens but scores differ from PyTorch by up to "
+                       f"{_fmt(per_token)} nats per output token (at most {tol.max_score_per_token:g})")
         drop = metric_drop(s.get("quality", {}))
         if tol.max_metric_drop is not None and drop is not None and drop[1] > tol.max_metric_drop + 1e-9:
             out.append(f"free-running {label}: the bundle's {drop[0]} is {drop[1]:.2f} points worse than "

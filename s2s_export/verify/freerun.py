@@ -94,7 +94,7 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
 
     atol, rtol = score_tol
     exact = ties = 0
-    max_score_diff, scores_ok = 0.0, True
+    max_score_diff, max_per_token, scores_ok = 0.0, 0.0, True
     mismatches: list[dict[str, Any]] = []
     pt_ids: list[list[int]] = []
     be_ids: list[list[int]] = []
@@ -107,6 +107,7 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
             exact += 1
             diff = abs(g_score - r_score)
             max_score_diff = max(max_score_diff, diff)
+            max_per_token = max(max_per_token, diff / max(1, len(r_ids)))
             scores_ok = scores_ok and diff <= atol * len(r_ids) + rtol * abs(r_score)
             continue
         t = first_difference(r_ids, g_ids)
@@ -141,7 +142,7 @@ def free_running(model: Any, translator: Any, sources: Sequence[Sequence[int]], 
         "beam_size": beam_size, "sentences": n, "exact": exact, "near_ties": ties,
         "divergent": n - exact - ties, "exact_rate": exact / n if n else 1.0, "agreement": agreement,
         "min_exact": min_exact, "tie_margin": tie_margin, "max_length": max_length,
-        "max_score_diff": max_score_diff, "scores_ok": scores_ok,
+        "max_score_diff": max_score_diff, "max_score_diff_per_token": max_per_token, "scores_ok": scores_ok,
         "mismatches": mismatches,
         "passed": agreement >= min_exact - 1e-12 and scores_ok,
     }

@@ -94,7 +94,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
              f"identical or near tie >= {tol['min_exact']:.0%}; near tie <= {tol['tie_margin']:g} nats"
              + (f"; top-1 agreement >= {tol['min_top1']:.0%}" if tol.get("min_top1") is not None else "")
              + (f"; task metric within {tol['max_metric_drop']:g} point" if tol.get("max_metric_drop") is not None
-                else "")]
+                else "")
+             + (f"; scores within {tol['max_score_per_token']:g} nats per token"
+                if tol.get("max_score_per_token") is not None and not tol.get("gate_raw", True) else "")]
     tf = report["teacher_forced"]
     lines += ["", f"teacher-forced ({tf['sentences']} sentences, {tf['steps']} steps, {tf['row_steps']} "
                   f"sentence-steps; PyTorch's greedy tokens fed to both)"]
