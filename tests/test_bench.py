@@ -292,6 +292,10 @@ def test_cli_bench(tiny: dict[str, Any], tmp_path: Path) -> None:
     assert bad.exit_code == 4 and "does not exist" in bad.output
     bad = CliRunner().invoke(app, ["bench", str(tiny["bundle"]), "--model", str(tiny["model"]), "--threads", "x"])
     assert bad.exit_code == 1
+    joey = Path(__file__).parent / "fixtures" / "peers" / "joeynmt" / "gru_bahdanau"  # another tool's model
+    bad = CliRunner().invoke(app, ["bench", str(tiny["bundle"]), "--model", str(joey)])
+    assert bad.exit_code == 2 and "s2s bench measures s2s-export checkpoints" in bad.output
+    assert "benchmarks/tools.py" in bad.output and len(bad.output.strip().splitlines()) == 1
 
 
 def test_runtime_never_imported_torch_in_the_harness() -> None:

@@ -53,8 +53,14 @@ def bench(
     from ..vocab import Vocab
     from .translate import read_inputs
 
-    if not model.is_file():
-        raise BadInputError(f"checkpoint {model} does not exist", "pass --model MODEL.pt (the exported checkpoint)")
+    from ..errors import UnsupportedError
+    from ..importers import detect_format
+
+    kind = detect_format(model)  # BadInputError when missing or unrecognised
+    if kind != "s2s":  # the eager baselines and the floor run our own model classes
+        raise UnsupportedError(f"s2s bench measures s2s-export checkpoints; {model} is a {kind} model",
+                               "compare with the tool itself: python benchmarks/tools.py (see README, "
+                               "Performance), or time s2s translate against the tool's own command")
     manifest = load_manifest(bundle)
     if inputs is not None:
         vocab, text = Vocab(tuple(manifest.src_vocab), manifest.src_specials), TextProcessor(manifest.text.src, bundle)
