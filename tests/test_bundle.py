@@ -206,3 +206,242 @@ def test_large_graphs_use_one_external_data_file(tmp_path: Path, monkeypatch: py
     assert set(m.files) == set(names) - {"manifest.json"}
     assert check_parity(b.path, model, m.io, 15, greedy=False)["passed"]
     assert no_leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- output paths (attack F1, F2, F3, F14, F22)
+def test_atomic_file_follows_links_and_writes_fifos_in_place(tmp_path: Path) -> None:
+    """A symbolic link -o keeps the link and writes its target (atomically); a dangling link
+    creates the file it names; a FIFO is written, never replaced by a regular file; a directory
+    is refused."""
+    import os
+    import stat
+
+    from s2s_export.bundle import AtomicFile
+    from s2s_export.errors import BadInputError
+
+    real, fifo = tmp_path / "real.txt", tmp_path / "fifo"
+    real.write_text("keep\n")
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(real)
+    (tmp_path / "dangling").symlink_to(tmp_path / "new.txt")
+    (tmp_path / "fifo-link").symlink_to(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader first: the writer's open does not wait
+    try:
+        for name in ("link", "dangling", "fifo", "fifo-link"):
+            out = AtomicFile(tmp_path / name)
+            out.write(f"{name}\n")
+            out.commit()
+        assert os.read(reader, 1000) == b"fifo\nfifo-link\n"
+    finally:
+        os.close(reader)
+    assert real.read_text() == "link\n" and (tmp_path / "new.txt").read_text() == "dangling\n"
+    assert os.readlink(tmp_path / "link") == str(real) and (tmp_path / "dangling").is_symlink()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "fifo-link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "fifo", "fifo-link", "link", "new.txt",
+                                                          "real.txt"]  # no temporary file left
+    with pytest.raises(BadInputError, match="is a directory"):
+        AtomicFile(tmp_path)
+
+
+def test_atomic_file_writes_a_device_in_place(tmp_path: Path) -> None:
+    """A character device (our own null and full devices, made in tmp_path) is written
+    directly and stays a device; a write error on it is reported, the node kept."""
+    import os
+    import stat
+
+    from s2s_export.bundle import AtomicFile, atomic_file
+    from s2s_export.errors import BadInputError
+
+    null, full = tmp_path / "null", tmp_path / "full"
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        os.close(os.open(null, os.O_WRONLY))
+    except (PermissionError, OSError) as exc:  # not root, or tmp mounted nodev
+        pytest.skip(f"cannot make and open a device node in {tmp_path} ({exc})")
+    out = AtomicFile(null)
+    out.write("x\n")
+    out.commit()
+    with pytest.raises(BadInputError, match=r"\(No space left on device\); what was written before stays"):
+        with atomic_file(full) as f:
+            f.write("x" * 100_000)
+    for node in (null, full):
+        assert stat.S_ISCHR(os.lstat(node).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "null"]
+
+
+def test_atomic_file_on_this_process_stdout_socket(tmp_path: Path) -> None:
+    """-o naming this process's stdout (a link to /proc/self/fd/1, as /dev/stdout is) when
+    stdout is a socket, which cannot be opened by name: written through the descriptor."""
+    import socket
+    import subprocess
+    import sys
+
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    code = ("import sys; from s2s_export.bundle import AtomicFile; f = AtomicFile(sys.argv[1]); "
+            "f.write('hello\\n'); f.commit()")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        proc = subprocess.run([sys.executable, "-c", code, str(link)], stdout=theirs.fileno(),
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+        theirs.close()
+        assert proc.returncode == 0, proc.stderr
+        assert ours.recv(100) == b"hello\n"
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["stdout"]
+
+
+def test_check_apart_refuses_an_output_over_an_input(tmp_path: Path) -> None:
+    from s2s_export.bundle import check_apart
+    from s2s_export.errors import UsageError
+
+    model_dir, model = tmp_path / "joey", tmp_path / "d" / "model.pt"
+    model_dir.mkdir()
+    model.parent.mkdir()
+    model.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(model_dir)
+    for out, inp, relation in [(model_dir, model_dir, "is"), (tmp_path / "link", model_dir, "is"),
+                               (model.parent, model, "contains"), (tmp_path, model_dir, "contains"),
+                               (model_dir / "bundle", model_dir, "lies inside"),
+                               (tmp_path / "link" / "b", model_dir, "lies inside")]:
+        with pytest.raises(UsageError) as info:
+            check_apart(out, [("the model", inp)])
+        assert f"output directory {out} {relation} the model {inp}" in str(info.value)
+        assert f"choose an -o outside {inp}" in str(info.value) and info.value.exit_code == 1
+    check_apart(tmp_path / "elsewhere", [("the model", model_dir), ("the model", model)])
+    check_apart(tmp_path / "d" / "model_bundle", [("the model", model)])  # beside a model file: fine
+
+
+def _fake_bundle(path: Path, tag: str) -> Path:
+    path.mkdir()
+    (path / "manifest.json").write_text(json.dumps({"tag": tag}))
+    (path / "graph.onnx").write_text(tag)
+    return path
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+
+
+def _content(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(path.iterdir())}
+
+
+def test_in_place_rewrite_fails_when_another_writer_committed_meanwhile(tmp_path: Path) -> None:
+    """quantize's lost update, interleaved deterministically: an export --force commits between
+    the rewrite's copy and its commit; the rewrite fails (exit 1, run again), the export stays."""
+    from s2s_export.bundle import atomic_dir
+    from s2s_export.errors import BundleChangedError
+
+    b = _fake_bundle(tmp_path / "b", "old")
+    with pytest.raises(BundleChangedError) as info:
+        with atomic_dir(b, copy_from=b, expect=_digest(b), action="it was being quantized") as tmp:
+            (tmp / "graph.int8.onnx").write_text("int8 of old")
+            with atomic_dir(b, force=True) as other:  # the other writer: s2s-export --force
+                _fake_bundle(other / "x", "new")
+                for p in (other / "x").iterdir():
+                    p.rename(other / p.name)
+                (other / "x").rmdir()
+    assert str(info.value).startswith(f"the bundle {b} changed while it was being quantized")
+    assert str(info.value).endswith("; run the command again") and info.value.exit_code == 1
+    assert _content(b) == {"graph.onnx": "new", "manifest.json": json.dumps({"tag": "new"})}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_in_place_rewrite_based_on_an_older_manifest_fails_at_the_copy(tmp_path: Path) -> None:
+    """The manifest was read (``expect``), then another writer committed before the copy."""
+    from s2s_export.bundle import atomic_dir
+    from s2s_export.errors import BundleChangedError
+
+    b = _fake_bundle(tmp_path / "b", "old")
+    expect = _digest(b)
+    (b / "manifest.json").write_text(json.dumps({"tag": "new"}))
+    with pytest.raises(BundleChangedError):
+        with atomic_dir(b, copy_from=b, expect=expect):
+            raise AssertionError("never reached: the copy is not the bundle the work was based on")
+    assert json.loads((b / "manifest.json").read_text()) == {"tag": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_in_place_rewrite_fails_when_another_writer_fills_the_target_between_the_renames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from s2s_export import bundle as bundle_mod
+    from s2s_export.errors import BundleChangedError
+
+    b = _fake_bundle(tmp_path / "b", "old")
+    real = os.rename
+
+    def rename(src: str, dst: str) -> None:
+        if Path(dst) == b and ".tmp-" in Path(src).name:  # the rewrite's rename in: an export got there first
+            _fake_bundle(b, "new")
+        real(src, dst)
+
+    monkeypatch.setattr(bundle_mod.os, "rename", rename)
+    with pytest.raises(BundleChangedError):
+        with bundle_mod.atomic_dir(b, copy_from=b, expect=_digest(b)) as tmp:
+            (tmp / "graph.int8.onnx").write_text("int8 of old")
+    monkeypatch.undo()
+    assert _content(b) == {"graph.onnx": "new", "manifest.json": json.dumps({"tag": "new"})}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_forced_write_when_another_writer_moved_the_target_away(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force while a rewrite has the old bundle renamed aside: nothing to move, the export lands."""
+    import os
+
+    from s2s_export import bundle as bundle_mod
+
+    b = _fake_bundle(tmp_path / "b", "old")
+    real = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if Path(src) == b and ".old-" in Path(dst).name:  # another writer renamed it aside just before
+            real(b, tmp_path / "elsewhere")
+        real(src, dst)
+
+    monkeypatch.setattr(bundle_mod.os, "replace", replace)
+    with bundle_mod.atomic_dir(b, force=True) as tmp:
+        (tmp / "manifest.json").write_text("forced")
+    monkeypatch.undo()
+    assert _content(b) == {"manifest.json": "forced"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "elsewhere"]
+
+
+@pytest.mark.parametrize("rewrite", [False, True], ids=["force", "copy_from"])
+def test_a_link_to_a_bundle_keeps_the_link(rewrite: bool, tmp_path: Path) -> None:
+    """--force (and quantize) on a symbolic link replace the directory it points to; the link
+    stays and nothing is left beside either."""
+    from s2s_export.bundle import atomic_dir
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    b = _fake_bundle(tmp_path / "store" / "b", "old")
+    link = tmp_path / "links" / "link"
+    link.symlink_to(b)
+    with atomic_dir(link, force=not rewrite, copy_from=link if rewrite else None) as tmp:
+        (tmp / "added").write_text("new")
+    assert link.is_symlink() and link.resolve() == b
+    assert (b / "added").read_text() == "new" and ("graph.onnx" in _content(b)) == rewrite
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["link"]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["b"]
+
+
+def test_non_regular_bundle_files_are_named_as_such(bundle: Bundle, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle.path, copy)
+    (copy / "decoder_step.onnx").unlink()
+    os.mkfifo(copy / "decoder_step.onnx")
+    with pytest.raises(BundleError, match=r"decoder_step.onnx is not a regular file \(a FIFO\)"):
+        load_manifest(copy)
+    (copy / "decoder_step.onnx").unlink()
+    (copy / "decoder_step.onnx").mkdir()
+    with pytest.raises(BundleError, match=r"decoder_step.onnx is not a regular file \(a directory\)"):
+        load_manifest(copy)

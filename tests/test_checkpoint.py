@@ -171,3 +171,13 @@ def test_invalid_preset_overrides_raise_config_error() -> None:
         preset_config("luong-dot", 10, 10, dec_hidden=100)
     with pytest.raises(ConfigError, match="unknown preset 'nope'; choose one of: seed-global-mha"):
         preset_config("nope", 10, 10)
+
+
+def test_save_through_a_symbolic_link_keeps_the_link(tmp_path: Path) -> None:
+    """``s2s train -o LINK``: the file the link points to is written (atomically), the link stays."""
+    real, link = tmp_path / "real.pt", tmp_path / "link.pt"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    save_checkpoint(link, checkpoint())
+    assert link.is_symlink() and load_checkpoint(real).config == checkpoint().config
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "real.pt"]

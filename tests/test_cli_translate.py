@@ -191,6 +191,20 @@ def test_plot_attention(bundle: Path, tmp_path: Path, capsys, monkeypatch) -> No
     assert out == ""  # refused before translating anything
 
 
+def test_plot_attention_writes_exactly_the_path_given(bundle: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A name without .png gets a PNG under exactly that name (no PATH.png beside it); a
+    directory is refused with one line before anything is translated."""
+    pytest.importorskip("matplotlib")
+    bare = tmp_path / "attention"
+    code, out, err = run([str(bundle), "abcd", "--plot-attention", str(bare)], capsys, monkeypatch)
+    assert code == 0 and f"wrote {bare}" in err, err
+    assert bare.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sorted(p.name for p in tmp_path.iterdir()) == ["attention"]
+    code, out, err = run([str(bundle), "abcd", "--plot-attention", str(tmp_path)], capsys, monkeypatch)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"--plot-attention {tmp_path} is a directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attention"] and not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+
+
 # the library's parameter names: a message of the CLI names the flags the user typed instead
 PYTHON_NAMES = ("beam_size", "n_best", "max_length", "max_length_ratio", "min_length", "length_penalty",
                 "no_repeat_ngram_size", "full_distribution", "intra_op_threads", "max_batch_size", "search_style")

@@ -939,3 +939,113 @@ main()
         "error: torch is not installed; install it: pip install torch==2.13.0 --index-url "
         "https://download.pytorch.org/whl/cpu && pip install 's2s-export[export]'"]
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- outputs that are not plain directories or files
+def test_translate_output_to_a_fifo_and_a_link(bundle: Path, translator: Translator, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s2s translate -o`` a FIFO writes into it (its reader gets the lines) and keeps it a FIFO;
+    -o a symbolic link writes the file it points to and keeps the link."""
+    import stat
+
+    fifo, real, link = tmp_path / "fifo", tmp_path / "real.txt", tmp_path / "link"
+    os.mkfifo(fifo)
+    real.write_text("keep\n")
+    link.symlink_to(real)
+    expected = translator.translate(["abc"])[0][0].text + "\n"
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader first: the command's open does not wait
+    try:
+        code, out, err = cli("s2s", ["translate", str(bundle), "abc", "-o", str(fifo)], capsys, monkeypatch)
+        assert code == 0 and out == "", err
+        assert os.read(reader, 1000).decode() == expected
+    finally:
+        os.close(reader)
+    code, out, err = cli("s2s", ["translate", str(bundle), "abc", "-o", str(link)], capsys, monkeypatch)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink() and real.read_text() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link", "real.txt"]
+
+
+def test_export_never_writes_over_its_model(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s2s-export MODEL -o DIR --force`` where DIR is, or holds, the model (a checkpoint file, a
+    Joey NMT directory) or the tokenizer file: exit 1, one line naming both, nothing touched."""
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    model = holder / "model.pt"
+    shutil.copy(trained, model)
+    joey = tmp_path / "joey"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "peers" / "joeynmt" / "gru_nomax", joey)
+    joey_before = snapshot(joey)
+    sp = ROOT / "tests" / "fixtures" / "peers" / "joeynmt" / "spm_lstm"
+    tokenizer = next(sp.rglob("*.model"), None)
+    cases = [([str(model), "-o", str(holder)], f"output directory {holder} contains the model {model}"),
+             ([str(joey), "-o", str(joey)], f"output directory {joey} is the model {joey}"),
+             ([str(joey), "-o", str(joey / "bundle")], f"output directory {joey / 'bundle'} lies inside the model")]
+    if tokenizer is not None:
+        shutil.copy(tokenizer, holder / "sp.model")
+        cases.append(([str(trained), "-o", str(holder), "--src-tokenizer", f"sentencepiece:{holder / 'sp.model'}"],
+                      f"output directory {holder} contains the tokenizer file {holder / 'sp.model'}"))
+    holder_before = snapshot(holder)
+    for argv, message in cases:
+        code, out, err = cli("s2s-export", [*argv, "--force", "--no-verify"], capsys, monkeypatch)
+        assert code == 1 and out == "", err
+        one_error(err, message, "choose an -o outside")
+    assert snapshot(holder) == holder_before and snapshot(joey) == joey_before
+    assert leftovers(tmp_path) == [] and leftovers(joey) == []
+
+
+def test_triton_repo_never_writes_over_or_into_its_bundle(bundle: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    b = copy_bundle(bundle, tmp_path / "b")
+    before = snapshot(b)
+    for out, relation in [(b, "is"), (b / "repo", "lies inside"), (tmp_path, "contains")]:
+        code, stdout, err = cli("s2s", ["triton-repo", str(b), "-o", str(out), "--force"], capsys, monkeypatch)
+        assert code == 1 and stdout == "", err
+        one_error(err, f"output directory {out} {relation} the bundle {b}", "choose an -o outside")
+    assert snapshot(b) == before and leftovers(tmp_path) == []
+
+
+def test_quantize_loses_to_an_export_committed_meanwhile(bundle: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lost update of ``s2s quantize`` racing ``s2s-export --force``, interleaved
+    deterministically: the export commits while quantize works on its copy. quantize fails
+    (exit 1, one line, run again); the exported bundle stays as the export wrote it."""
+    import s2s_export.int8 as int8
+    from s2s_export.bundle import atomic_dir
+
+    b = copy_bundle(bundle, tmp_path / "b")
+    exported = edit_manifest(copy_bundle(bundle, tmp_path / "exported"), lambda m: m.update(max_src_len=40))
+    real = int8.quantize_into
+
+    def export_commits_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        with atomic_dir(b, force=True) as tmp:  # what s2s-export --force does
+            shutil.copytree(exported, tmp, dirs_exist_ok=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(int8, "quantize_into", export_commits_meanwhile)
+    code, out, err = cli("s2s", ["quantize", str(b)], capsys, monkeypatch)
+    assert code == 1 and out == "", err
+    one_error(err, f"the bundle {b} changed while it was being quantized", "run the command again")
+    assert snapshot(b) == snapshot(exported) and load_manifest(b).max_src_len == 40
+    assert leftovers(tmp_path) == []
+
+
+def test_export_force_onto_a_link_keeps_the_link(trained: Path, bundle: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s2s-export -o LINK --force``, LINK a symbolic link to a bundle: the bundle it points to
+    is replaced, the link stays, nothing is left beside either."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "links").mkdir()
+    target = copy_bundle(bundle, tmp_path / "store" / "b")  # max_src_len 32; the export writes 256
+    link = tmp_path / "links" / "link"
+    link.symlink_to(target)
+    code, out, err = cli("s2s-export", [str(trained), "-o", str(link), "--force", "--no-verify"], capsys, monkeypatch)
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == target and load_manifest(target).max_src_len == 256
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["link"]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["b"]

@@ -11,8 +11,8 @@ UTF-8) stops the command with exit 4 naming its 1-based line number, after the l
 were written (to stdout; ``-o FILE`` is left unchanged); ``--on-error skip`` writes an empty
 result for it and a warning on stderr instead. Search options left out take the bundle's
 defaults: only the ones given are passed to ``Translator.translate_ids``. A progress bar goes to
-stderr when reading a file and stderr is a terminal. ``--plot-attention FILE.png`` draws the attention of the first
-input's best hypothesis (needs matplotlib: the ``plot`` extra). ``--ray`` (or ``--ray-address
+stderr when reading a file and stderr is a terminal. ``--plot-attention FILE`` draws the attention of the first
+input's best hypothesis into FILE, a PNG whatever its extension (needs matplotlib: the ``plot`` extra). ``--ray`` (or ``--ray-address
 ADDR``) hands ``-i INPUT -o OUTPUT`` to a Ray Data pipeline (``s2s_export.distributed``), which
 writes the same file. Exit codes: 1 bad options (e.g.
 ``--beam 0``), 2 missing dependency/backend or out of threads/memory, 4 unreadable input or
@@ -87,7 +87,7 @@ def plot_attention(attn: Any, xs: list[str], ys: list[str], out: Path) -> None:
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     try:
-        fig.savefig(out)
+        fig.savefig(out, format="png")  # exactly the path given (savefig would add .png to a bare name)
     except OSError as exc:
         from ..errors import BadInputError
 
@@ -178,9 +178,12 @@ def translate_command(
                        precision=precision, intra_op_threads=threads or 1, spinning=spinning,
                        mode=mode_of(json_out, scores, n_best), progress=True, **search)
         return
-    if plot is not None:  # a missing matplotlib fails before any work, not after the output
+    if plot is not None:  # a missing matplotlib or a directory fails before any work, not after the output
         from ..verify.report import require_matplotlib
 
+        if plot.is_dir():
+            raise UsageError(f"--plot-attention {plot} is a directory",
+                             "pass the PNG file to write, e.g. --plot-attention attention.png")
         require_matplotlib("--plot-attention")
     stream: Any = None
     name, size = "", None

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..bundle import ENCODER_GREEDY, GRAPHS, GREEDY, Manifest, atomic_dir, load_manifest
+from ..bundle import ENCODER_GREEDY, GRAPHS, GREEDY, Manifest, atomic_dir, check_apart, load_manifest
 from ..conventions import FORMAT1_TOKENS, Conventions, Framing, SearchDefaults, Specials, Text, TextSide, conventions_of
 from ..errors import BadInputError, Problem, UsageError, one_line
 from ..graphio import BundleIO
@@ -294,12 +294,14 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     (``tensorrt.builder.fp16_hook``; without TensorRT or a GPU it raises ``UnsupportedError``
     after the ONNX and FP16 bundle is written). Everything is written in one ``atomic_dir``
     transaction: a failure or interrupt at any point leaves a previous bundle as it was. Errors:
-    ``UsageError`` (exit 1) for bad arguments or a model that does not declare what a bundle
+    ``UsageError`` (exit 1) for bad arguments, an ``out_dir`` that is, contains or lies inside
+    the model or another file read (``bundle.check_apart``), or a model that does not declare what a bundle
     needs, ``MissingDependencyError`` (exit 2, before any work) for a package ``int8``/``trt``
     need, ``CheckpointError``/``BadInputError`` (exit 4) for an unreadable model,
     ``ParityError`` (exit 3).
     """
     _check_args(opset, topk, max_batch, max_src_len)
+    check_apart(out_dir, _inputs(model_or_path, calibrate))  # --force would delete them: before any work
     _check_extras(int8, trt)
     if int8:
         from ..int8 import resolve_variant
@@ -330,6 +332,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
         tgt_size = contract.tgt_vocab_size
         placeholders = not (imported.tgt_vocab or given_tgt) or not (imported.src_vocab or given_src)
         text, text_files = _text(imported, tokenizer, src_tokenizer, tgt_tokenizer, normalize, placeholders)
+        check_apart(out_dir, [("the tokenizer file", p) for p in text_files.values() if isinstance(p, Path)])
         srcs, tgts = _vocabularies(imported, given_src, given_tgt, src_size, tgt_size, conv, text, warnings)
         if conv.tgt.eos in search.never_generate or any(i >= tgt_size for i in search.never_generate):
             raise UsageError(f"search.never_generate {list(search.never_generate)} must name target ids other "
@@ -379,6 +382,13 @@ def _check_extras(int8: bool, trt: bool) -> None:
         from ..errors import require
 
         require("onnxconverter_common", "export")
+
+
+def _inputs(model_or_path: Any, calibrate: str | os.PathLike[str] | None) -> list[tuple[str, Any]]:
+    """The paths ``export_model`` reads before writing (``check_apart``): the model (a file or
+    a model directory) and the calibration file."""
+    inputs = [("the model", model_or_path)] if isinstance(model_or_path, (str, os.PathLike)) else []
+    return inputs + ([("the calibration file", calibrate)] if calibrate is not None else [])
 
 
 def _copy_files(tmp: Path, files: dict[str, Path | bytes]) -> None:

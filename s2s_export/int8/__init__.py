@@ -201,14 +201,17 @@ def quantize_bundle(bundle_dir: str | os.PathLike[str], variant: str | None = No
 
     Raises ``UsageError`` for an unknown variant or ``calibrate`` with ``rowwise``,
     ``BundleError``/``BadInputError`` for a bundle without fp32 graphs, a graph that cannot be
-    quantized, or an unreadable calibration file; OS errors (disk full) propagate, nothing changed."""
+    quantized, or an unreadable calibration file; OS errors (disk full) propagate, nothing changed;
+    ``BundleChangedError`` (exit 1) when another process replaced the bundle meanwhile (an export
+    with --force, another quantize: its bundle is kept; ``bundle.atomic_dir``)."""
     variant = resolve_variant(variant, calibrate)
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
     if not manifest.graphs.get("fp32"):
         raise BundleError(f"{bundle_dir} has no fp32 graphs to quantize", "re-export the bundle")
     require_quantizer()
-    with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
+    with atomic_dir(bundle_dir, copy_from=bundle_dir, expect=manifest.digest,
+                    action="it was being quantized") as tmp:  # another writer meanwhile: BundleChangedError
         entry = quantize_into(tmp, manifest, variant, calibrate)
         manifest.save(tmp)
     return entry

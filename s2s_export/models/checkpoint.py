@@ -47,6 +47,9 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` atomically (a temporary file beside it, renamed over it); a
+    symbolic link keeps pointing at the written file; a FIFO or device is written directly
+    (``bundle.output_target``)."""
     data = {
         "format": FORMAT, "version": VERSION, "config": ckpt.config.to_dict(),
         "src_vocab": list(ckpt.src_vocab.tokens), "tgt_vocab": list(ckpt.tgt_vocab.tokens),
@@ -57,11 +60,17 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
     if ckpt.text is not None:
         data["text"] = ckpt.text.model_dump()
         data["text_files"] = dict(ckpt.text_files)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from ..bundle import open_direct, output_target
+
+    where, direct = output_target(path)  # a symbolic link's target; a FIFO or device directly
+    if direct:
+        with open_direct(where, binary=True) as f:
+            torch.save(data, f)
+        return
+    tmp = where.with_name(f".{where.name}.tmp-{os.getpid()}")
     try:
         torch.save(data, tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, where)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import MANIFEST, atomic_dir, load_manifest
+from ..bundle import MANIFEST, atomic_dir, check_apart, load_manifest
 from ..errors import UsageError
 from ..runtime.backends.base import SPINNING
 from . import handler
@@ -129,7 +129,10 @@ def write_repository(bundle: str | os.PathLike[str], repo: str | os.PathLike[str
     """Write a model repository serving ``bundle`` at ``repo`` (atomically: a temporary
     directory beside it, renamed at the end; an existing ``repo`` needs ``force``). Returns the
     model's directory ``repo/NAME``. Raises ``UsageError`` (bad settings, existing output) or
-    ``BundleError`` (a missing, broken or tampered bundle)."""
+    ``BundleError`` (a missing, broken or tampered bundle); ``repo`` must not be, contain or lie
+    inside ``bundle`` (``UsageError``, before any work: ``--force`` would replace the bundle, a
+    repository inside it would be copied into the next one)."""
+    check_apart(repo, [("the bundle", bundle)])
     config.validate()
     with atomic_dir(repo, force=force) as tmp:
         fill_model(tmp / config.name, Path(bundle), config)

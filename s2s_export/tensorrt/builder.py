@@ -273,7 +273,8 @@ def build_engines(bundle_dir: str | os.PathLike[str], max_batch: int | None = No
     try:
         import_tensorrt()  # fail fast (exit 2) before copying anything
         gpu_info(device)
-        with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
+        with atomic_dir(bundle_dir, copy_from=bundle_dir, expect=manifest.digest,
+                        action="its engines were being built") as tmp:
             if "fp16" not in manifest.graphs:
                 write_fp16_graphs(tmp, manifest)
             entries = build_into(tmp, manifest, max_batch, max_src_len, workspace_mb, opt_batch,
@@ -345,7 +346,8 @@ def add_tensorrt(bundle_dir: str | os.PathLike[str], build: bool = True, max_bat
     not TensorRT-compatible."""
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
-    with atomic_dir(bundle_dir, copy_from=bundle_dir) as tmp:
+    with atomic_dir(bundle_dir, copy_from=bundle_dir, expect=manifest.digest,
+                    action="its FP16 graphs were being added") as tmp:
         result = fp16_hook(tmp, manifest, build, max_batch, max_src_len, workspace_mb, policy)
         manifest.save(tmp)
     if result.unsupported is not None:

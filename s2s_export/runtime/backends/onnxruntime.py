@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...bundle import ENCODER_GREEDY, GREEDY, bundle_path
+from ...bundle import ENCODER_GREEDY, GREEDY, bundle_path, file_problem
 from ...errors import (BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require,
                        resource_error)
 from ...graphio import BundleIO, next_name
@@ -119,8 +119,9 @@ class OnnxRuntimeBackend:
     # ------------------------------------------------------------------ loading
     @staticmethod
     def _session(ort: Any, path: Path, so: Any, providers: Sequence[Any], spec: Any) -> Any:
-        if not path.is_file():
-            raise BundleError(f"graph file {path.name} is missing from {path.parent}", "re-export the bundle")
+        problem = file_problem(path)  # missing, or a directory / FIFO named as a graph
+        if problem is not None:
+            raise BundleError(f"graph file {path.name} {problem} (in {path.parent})", "re-export the bundle")
         try:
             # no fallback: ONNX Runtime would print its "EP Error" banner to stdout (into the
             # translations) and retry; a failure is reported once, as what it is

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...bundle import GRAPHS, Manifest, bundle_path
+from ...bundle import GRAPHS, Manifest, bundle_path, file_problem
 from ...errors import BadInputError, BundleError, UnsupportedError
 from ...graphio import GraphSpec, TensorSpec, next_name
 from ...tensorrt.builder import cuda_check, gpu_info, import_cudart, import_tensorrt, trt_version
@@ -132,8 +132,9 @@ class TensorRTBackend:
         self.contexts: dict[str, trt.IExecutionContext] = {}
         for g in GRAPHS:
             path = bundle_path(self.bundle_dir, entries[g]["file"])
-            if not path.is_file():
-                raise BundleError(f"engine file {path.name} is missing", f"s2s build-engines {self.bundle_dir}")
+            problem = file_problem(path)
+            if problem is not None:
+                raise BundleError(f"engine file {path.name} {problem}", f"s2s build-engines {self.bundle_dir}")
             engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
                 raise UnsupportedError(f"TensorRT {full} cannot load {path.name} (built for "
