@@ -301,7 +301,7 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
     replace = force or copy_from is not None
     if target.exists() and not replace:
         raise OutputExistsError(f"output directory {target} already exists",
-                                "pass --force to replace it, or choose another -o")
+                                "pass --force to replace it (force=True in Python), or choose another -o")
     parent = target.parent
     if parent.exists() and not parent.is_dir():
         raise BundleError(f"cannot write to {parent} (a file, not a directory)", "choose another -o")
@@ -434,7 +434,7 @@ def _rename_new(tmp: Path, target: Path) -> None:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
             raise OutputExistsError(f"output directory {target} was created by another process while "
                                     "this one was writing it (left unchanged)",
-                                    "pass --force to replace it, or choose another -o") from None
+                                    "pass --force to replace it (force=True in Python), or choose another -o") from None
 
 
 def output_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:

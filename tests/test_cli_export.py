@@ -79,8 +79,8 @@ def test_export_flags(model_pt: Path, tmp_path: Path, capsys, monkeypatch) -> No
     # existing output: exit 1, one line, untouched
     code, out, err = run("s2s-export", [str(model_pt), "-o", str(out_dir), "--no-verify"], capsys, monkeypatch)
     assert code == 1
-    assert err.splitlines() == [f"error: output directory {out_dir} already exists; pass --force to replace it, "
-                                "or choose another -o"]
+    assert err.splitlines() == [f"error: output directory {out_dir} already exists; pass --force to replace it "
+                                "(force=True in Python), or choose another -o"]
     assert load_manifest(out_dir).topk == 3
 
     # --force replaces it
