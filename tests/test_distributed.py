@@ -128,6 +128,27 @@ def test_ray_n_best_json_with_a_shipped_bundle(cluster: Any, bundle: Path, tmp_p
 
 
 @needs_ray
+def test_ray_int8_writes_what_a_single_process_writes(cluster: Any, bundle: Path, tmp_path: Path, capsys: Any,
+                                                      monkeypatch: Any) -> None:
+    """INT8 is batch-independent: Ray's blocks and batch size (16) give the file a single
+    process writes with its own (64)."""
+    import shutil
+
+    from s2s_export.int8 import quantize_bundle
+
+    q = tmp_path / "int8"
+    shutil.copytree(bundle, q)
+    quantize_bundle(q)
+    (tmp_path / "in.txt").write_text("\n".join(corpus(500, seed=3)) + "\n")
+    code, _, err = run_cli("s2s", ["translate", str(q), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "local.txt"),
+                                   "--precision", "int8", "--beam", "3", "--scores"], capsys, monkeypatch)
+    assert code == 0, err
+    translate_file(q, tmp_path / "in.txt", tmp_path / "ray.txt", num_actors=2, batch_size=16, precision="int8",
+                   mode="scores", beam_size=3)
+    assert (tmp_path / "ray.txt").read_bytes() == (tmp_path / "local.txt").read_bytes()
+
+
+@needs_ray
 def test_ray_errors_leave_no_output(cluster: Any, bundle: Path, tmp_path: Path, capsys: Any,
                                     monkeypatch: Any) -> None:
     lines = corpus(50, seed=2)
