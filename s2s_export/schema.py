@@ -273,15 +273,15 @@ def io_problems(io: IODoc, vocab_size: int, topk: int) -> list[str]:
     expected = BundleIO.build([t for t in spec if t.role == "static"], [t for t in spec if t.role == "state"],
                               vocab_size, topk, io.blocked).to_dict()
     declared = io.model_dump()
-    for graph in ("encoder", "decoder_step"):
+    for key in ("encoder", "decoder_step"):
         for side in ("inputs", "outputs"):
-            want = [_tensor_key(t) for t in expected[graph][side]]
-            got = [_tensor_key(t) for t in declared[graph][side]]
+            want = [_tensor_key(t) for t in expected[key][side]]
+            got = [_tensor_key(t) for t in declared[key][side]]
             if want != got:
                 i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
                 shown = [(f"{t[0]} {t[1]} {t[2]} role {t[3]!r}" if t else "nothing")
                          for t in (got[i] if i < len(got) else None, want[i] if i < len(want) else None)]
-                out.append(f"io.{graph}.{side} entry {i} is {shown[0]}, where the encoder's outputs make it "
+                out.append(f"io.{key}.{side} entry {i} is {shown[0]}, where the encoder's outputs make it "
                            f"{shown[1]}")
     return out
 

@@ -88,8 +88,8 @@ def vocab_problems(tokens: Sequence[object], specials: Specials, kind: "TextSide
     """What makes ``tokens`` unusable as the ``side`` (source/target) vocabulary of a bundle whose
     tokenizer on that side is ``kind``: non-strings, empty strings, strings that are not valid
     Unicode (a lone surrogate), duplicates, special ids outside the list, and (unless ``kind`` is
-    None) tokens that do not round-trip through the tokenizer (special tokens exempt). At most a few examples per kind of problem, each quoted with
-    ``repr`` (a newline shows as ``\\n``)."""
+    None) tokens that do not round-trip through the tokenizer (special tokens exempt). At most a
+    few examples per kind of problem, each quoted with ``repr`` (a newline shows as ``\\n``)."""
     problems: list[str] = []
     name = f"the {side} vocabulary" if side else "the vocabulary"
 

@@ -243,7 +243,8 @@ def test_manifest_list_token_is_exit_4_on_the_cli(bundle: Path, tmp_path: Path, 
     raw["tgt_vocab"][6] = ["a"]
     (copy_dir / "manifest.json").write_text(json.dumps(raw))
     code, out, err = run_cli("s2s", ["translate", str(copy_dir), "abc"], capsys, monkeypatch)
-    assert (code, out) == (4, "") and err.count("error:") == 1 and "target vocabulary has tokens that are not strings: id 6" in err
+    assert (code, out) == (4, "") and err.count("error:") == 1
+    assert "target vocabulary has tokens that are not strings: id 6" in err
 
 
 # ---------------------------------------------------------------- Joey NMT (F7, F11, F22)

@@ -410,8 +410,9 @@ def _inspect(path: Path, data: Any) -> dict[str, Any]:
     """Everything ``load`` and ``describe`` need; ``problems`` lists what is refused."""
     if not isinstance(data, dict) or not {"opt", "vocab"} <= set(data):
         missing = [k for k in ("opt", "vocab") if not isinstance(data, dict) or k not in data]
-        raise CheckpointError(f"{path} is not an OpenNMT-py checkpoint (it has no {' and no '.join(map(repr, missing))} "
-                              "entry; onmt_train saves the training options as 'opt', the vocabularies as 'vocab')",
+        lacks = " and no ".join(map(repr, missing))
+        raise CheckpointError(f"{path} is not an OpenNMT-py checkpoint (it has no {lacks} entry; onmt_train saves "
+                              "the training options as 'opt', the vocabularies as 'vocab')",
                               "pass a model_step_N.pt written by onmt_train")
     try:
         opt = _opt(data)
