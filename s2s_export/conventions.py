@@ -19,6 +19,7 @@ import math
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Annotated
 
 SPECIAL_NAMES = ("pad", "bos", "eos", "unk")
 STYLES = ("s2s", "joeynmt", "opennmt")
@@ -115,7 +116,7 @@ class SearchDefaults(_Frozen):
     max_length: int = Field(default=200, ge=1, le=1_000_000)
     max_length_ratio: Optional[float] = Field(default=None, gt=0)
     max_length_batch_factor: Optional[float] = Field(default=None, gt=0)
-    never_generate: tuple[int, ...] = ()
+    never_generate: tuple[Annotated[int, Field(ge=0)], ...] = ()  # target ids
     no_repeat_ngram_size: int = Field(default=0, ge=0)
     # how the tool groups consecutive inputs into batches, where its length rule depends on the
     # batch (max_length_batch_factor): None = the runtime's own batching (sorted by length)

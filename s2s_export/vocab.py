@@ -74,13 +74,22 @@ def round_trips(token: str, text: "TextSide | str") -> bool:
     return side.kind != "char" or len(token) == 1 or token == side.space
 
 
+def _encodable(token: str) -> bool:
+    """Whether ``token`` is valid Unicode text (UTF-8 encodable: no lone surrogate)."""
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def vocab_problems(tokens: Sequence[object], specials: Specials, kind: "TextSide | str | None",
                    side: str = "") -> list[str]:
     """What makes ``tokens`` unusable as the ``side`` (source/target) vocabulary of a bundle whose
-    tokenizer on that side is ``kind``: non-strings, empty strings, duplicates, special ids outside
-    the list, and (unless ``kind`` is None) tokens that do not round-trip through the tokenizer
-    (special tokens exempt). At most a few examples per kind of problem, each quoted with
-    ``repr`` (a newline shows as ``\\n``)."""
+    tokenizer on that side is ``kind``: non-strings, empty strings, strings that are not valid
+    Unicode (a lone surrogate), duplicates, special ids outside the list, and (unless ``kind`` is
+    None) tokens that do not round-trip through the tokenizer (special tokens exempt). At most a
+    few examples per kind of problem, each quoted with ``repr`` (a newline shows as ``\\n``)."""
     problems: list[str] = []
     name = f"the {side} vocabulary" if side else "the vocabulary"
 
@@ -95,10 +104,14 @@ def vocab_problems(tokens: Sequence[object], specials: Specials, kind: "TextSide
         return [f"{name} has {len(tokens)} tokens (more than {MAX_VOCAB})"]
     report("tokens that are not strings", [f"id {i} ({t!r})" for i, t in enumerate(tokens) if not isinstance(t, str)])
     report("empty tokens", [f"id {i}" for i, t in enumerate(tokens) if t == ""])
-    seen: dict[object, int] = {}
+    report("tokens that are not valid Unicode text (a lone surrogate, which neither UTF-8 nor JSON can carry)",
+           [f"id {i} ({t!r})" for i, t in enumerate(tokens) if isinstance(t, str) and not _encodable(t)])
+    seen: dict[str, int] = {}
     dups = []
     for i, t in enumerate(tokens):
-        if isinstance(t, str) and t in seen:
+        if not isinstance(t, str):  # reported above (a list or dict token is not even hashable)
+            continue
+        if t in seen:
             dups.append(f"{t!r} (ids {seen[t]} and {i})")
         seen.setdefault(t, i)
     report("duplicate tokens", dups)

@@ -177,9 +177,19 @@ def test_declared_io_is_checked_against_the_graphs(bundle: Path, tmp_path: Path,
     with pytest.raises(BundleError, match="do not belong together"):
         Translator.load(path)
 
-    def float_tokens(d: dict[str, Any]) -> None:
-        d["io"]["decoder_step"]["inputs"][0]["dtype"] = "float32"
+    def half_memory(d: dict[str, Any]) -> None:  # an encoder output and the step input it feeds, both
+        for t in (*d["io"]["encoder"]["outputs"], *d["io"]["decoder_step"]["inputs"]):
+            if t["name"] == "memory":
+                t["dtype"] = "float16"
 
     (tmp_path / "x").mkdir()
-    with pytest.raises(BundleError, match="tokens is tensor\\(int64\\) in the graph, the manifest declares float32"):
-        Translator.load(edited(bundle, tmp_path / "x", float_tokens))
+    with pytest.raises(BundleError, match="memory is tensor\\(float\\) in the graph, the manifest declares float16"):
+        Translator.load(edited(bundle, tmp_path / "x", half_memory))
+
+    def float_tokens(d: dict[str, Any]) -> None:  # a fixed input: the schema itself refuses it
+        d["io"]["decoder_step"]["inputs"][0]["dtype"] = "float32"
+
+    (tmp_path / "y").mkdir()
+    with pytest.raises(BundleError, match="entry 0 is tokens float32 \\['batch'\\] role 'input', where the encoder's "
+                                          "outputs make it tokens int64"):
+        Translator.load(edited(bundle, tmp_path / "y", float_tokens))

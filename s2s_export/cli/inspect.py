@@ -43,9 +43,11 @@ def checkpoint_lines(path: Path, trust_pickle: bool, source_format: str | None =
         unsupported = info.get("unsupported") or []
         lines.append("unsupported: " + ("; ".join(map(str, unsupported)) if unsupported else "nothing (it exports)"))
         return lines, info
+    from ..importers import check_weights
     from ..models import load_checkpoint
 
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    check_weights(ckpt.model, str(path))
     n_params = sum(p.numel() for p in ckpt.model.parameters())
     info = {"kind": "checkpoint", "format": "s2s", "path": str(path), "config": ckpt.config.to_dict(),
             "src_vocab_size": len(ckpt.src_vocab), "tgt_vocab_size": len(ckpt.tgt_vocab),

@@ -109,6 +109,9 @@ def _resolve(model_or_path: nn.Module | str | os.PathLike[str], trust_pickle: bo
     from ..models import Seq2Seq
 
     model = model_or_path
+    from ..importers import check_weights
+
+    check_weights(model, "the model")
     config = model.config.to_dict() if isinstance(model, Seq2Seq) else _module_config(model)
     search = getattr(model, "search_defaults", None)
     return ImportedModel(model=model, src_vocab=[], tgt_vocab=[], tokenizer="",

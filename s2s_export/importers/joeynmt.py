@@ -3,7 +3,9 @@
 
 Read without Joey: ``config.yaml`` with ``yaml.safe_load``; the vocabularies as Joey 2.3 builds
 them (``vocabulary.py`` ``Vocabulary``: the special tokens of ``data.special_symbols``, then its
-``lang_tags``, then the file's lines (``str.splitlines``), each token once; id = position); the
+``lang_tags``, then the file's lines (``str.splitlines``), each token once; id = position); a
+line ``str.splitlines`` would break (U+2028, U+0085, CR...) is refused naming it; the values
+of ``config.yaml`` the importer reads are validated first (``joeynmt_config``); the
 checkpoint with ``torch.load(weights_only=True)``, its ``model_state`` only. The module is
 ``models.joeynmt.JoeyRecurrent``.
 
@@ -82,6 +84,9 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
         raise CheckpointError(f"{f} has no 'model' section, so it is not a Joey NMT config",
                               "restore the config.yaml Joey NMT wrote into the model directory")
+    from .joeynmt_config import validate_config
+
+    validate_config(cfg, str(f))  # every value read below has its type and range checked
     return cfg
 
 
@@ -95,10 +100,15 @@ def read_vocab(file: Path, cfg: dict[str, Any]) -> tuple[list[str], Specials, li
     if not file.is_file():
         raise CheckpointError(f"{file.parent} has no {file.name}", FIX_DIR)
     try:
-        lines = [line.rstrip("\n") for line in file.read_text(encoding="utf-8").splitlines()]
+        text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{file} is not UTF-8 text ({one_line(exc, 120)})",
                               "restore the vocabulary file Joey NMT wrote") from None
+    broken = _broken_lines(file, text)
+    if broken:
+        raise CheckpointError(broken)
+    # helpers.read_list_from_file: read_text (universal newlines), then str.splitlines
+    lines = [line.rstrip("\n") for line in text.replace("\r\n", "\n").splitlines()]
     sym = _specials_cfg(cfg)
     names = {k: str(sym.get(f"{k}_token", tok)) for k, (tok, _) in SPECIAL_DEFAULTS.items()}
     sep = sym.get("sep_token")
@@ -118,6 +128,30 @@ def read_vocab(file: Path, cfg: dict[str, Any]) -> tuple[list[str], Specials, li
                                   "use the vocabulary files and config.yaml of one Joey NMT model")
     blocked = ([tokens.index(str(sep))] if sep else []) + [tokens.index(t) for t in tags]
     return tokens, Specials(**ids), blocked
+
+
+# characters str.splitlines breaks a line at, besides "\n" (and "\r", which read_text's universal
+# newlines already turns into one): Joey's reader splits a token holding one into several lines
+_LINE_BREAKS = {"\r": "CR", "\v": "U+000B", "\f": "U+000C", "\x1c": "U+001C", "\x1d": "U+001D", "\x1e": "U+001E",
+                "\x85": "U+0085 NEXT LINE", "\u2028": "U+2028 LINE SEPARATOR", "\u2029": "U+2029 PARAGRAPH SEPARATOR"}
+
+
+def _broken_lines(file: Path, text: str) -> list[Problem]:
+    """One ``Problem`` per line (at most 3, then a count) holding a character Joey NMT 2.3's
+    vocabulary reader (helpers.py ``read_list_from_file``: ``read_text().splitlines()``) breaks
+    the line at, so that the token becomes empty or several tokens (a CRLF line end is fine)."""
+    out = []
+    fix = ("remove that line or character from the file: Joey NMT 2.3 splits the line there too, so the "
+           "token never matched the model's ids")
+    found = [(n, line) for n, line in enumerate(text.split("\n"), 1)
+             if any(ch in _LINE_BREAKS for ch in line.removesuffix("\r"))]
+    for n, line in found[:3]:
+        names = sorted({_LINE_BREAKS[ch] for ch in line.removesuffix("\r") if ch in _LINE_BREAKS})
+        out.append(Problem(f"{file}: line {n} ({line!r}) holds {', '.join(names)}, where Joey NMT's vocabulary "
+                           "reader (str.splitlines) breaks the line", fix))
+    if len(found) > 3:
+        out.append(Problem(f"{file}: {len(found) - 3} more lines hold such characters", fix))
+    return out
 
 
 def read_checkpoint(ckpt: Path) -> dict[str, Any]:
@@ -247,7 +281,7 @@ def search_defaults(cfg: dict[str, Any], tgt: Specials, blocked: list[int], warn
             max_length_batch_factor=None if max_len > 0 else 1.5,
             never_generate=tuple(sorted({i for i in never if i is not None})),
             batch_size=int(t.get("batch_size", 64)),  # Joey's test batches: its length rule depends on them
-            batch_type="token" if t.get("batch_type") == "token" else "sentence")
+            batch_type="token" if str(t.get("batch_type", "sentence")).lower() == "token" else "sentence")
     except ValueError as exc:
         raise CheckpointError(f"config.yaml has an invalid testing section ({one_line(exc, 160)})",
                               "fix beam_size/n_best/min_output_length there") from None
@@ -277,7 +311,9 @@ def text_of(cfg: dict[str, Any], model_dir: Path, warnings: list[str]
         if level == "char":
             sides[ours] = TextSide(kind="char", space=SPACE, lowercase=lowercase)
         elif level == "bpe":
-            kind = "sentencepiece" if d.get("tokenizer_type", "subword-nmt") == "sentencepiece" else "bpe"
+            # tokenizers.py _build_tokenizer: tokenizer_type, else bpe_type, else sentencepiece
+            kind = "sentencepiece" if d.get("tokenizer_type", d.get("bpe_type", "sentencepiece")) == "sentencepiece" \
+                else "bpe"
             key = "model_file" if kind == "sentencepiece" else "codes"
             path = _find_file(tcfg.get(key), model_dir, f"data.{side}.tokenizer_cfg.{key}")
             name = bundle_name(ours, kind, path)

@@ -355,14 +355,19 @@ def _text(opt: dict[str, Any], path: Path, warnings: list[str]) -> tuple[Text, d
     subword-nmt codes with the ``@@`` joiner) travels in the bundle, found where the options say
     or, by its name, beside the checkpoint; not found (or another transform), the side stays
     ``word`` with a warning (pass ``--src-tokenizer``/``--tgt-tokenizer``)."""
-    transforms = [str(t) for t in (opt.get("transforms") or []) if t]
+    transforms = _transforms(opt, warnings)
     kind = next((k for k in ("sentencepiece", "bpe") if k in transforms), None)
     sides: dict[str, TextSide] = {}
     files: dict[str, Path | bytes] = {}
     for side in ("src", "tgt"):
         sides[side] = TextSide(kind="word")
         configured = opt.get(f"{side}_subword_model")
-        if kind is None or not configured:
+        if kind is None:
+            continue
+        if not configured or not isinstance(configured, (str, Path)):
+            warnings.append(f"it was trained with the {kind} transform, but its opt names no {side}_subword_model "
+                            f"(got {configured!r}): the bundle reads {side} pieces as space-separated words; "
+                            f"pass --{side}-tokenizer {kind}:FILE")
             continue
         found = next((p for p in (Path(str(configured)), path.parent / Path(str(configured)).name) if p.is_file()),
                      None)
@@ -381,6 +386,20 @@ def _text(opt: dict[str, Any], path: Path, warnings: list[str]) -> tuple[Text, d
     return Text(src=sides["src"], tgt=sides["tgt"]), files
 
 
+def _transforms(opt: dict[str, Any], warnings: list[str] | None = None) -> list[str]:
+    """``opt.transforms`` as a list of names: a list as it is, a single string as the names it
+    holds (separated by commas or spaces, as a command line would give them), anything else
+    nothing (with a warning naming it)."""
+    value = opt.get("transforms")
+    if isinstance(value, str):
+        return [t for t in re.split(r"[,\s]+", value) if t]
+    if isinstance(value, (list, tuple)):
+        return [str(t) for t in value if t]
+    if value and warnings is not None:
+        warnings.append(f"its opt.transforms {value!r} is not a list of transform names: no transform is applied")
+    return []
+
+
 def _is_legacy(data: dict[str, Any]) -> bool:
     """1.x/2.x layout: the vocab is torchtext fields, not 3.x token lists."""
     voc = data.get("vocab")
@@ -390,7 +409,10 @@ def _is_legacy(data: dict[str, Any]) -> bool:
 def _inspect(path: Path, data: Any) -> dict[str, Any]:
     """Everything ``load`` and ``describe`` need; ``problems`` lists what is refused."""
     if not isinstance(data, dict) or not {"opt", "vocab"} <= set(data):
-        raise CheckpointError(f"{path} is not an OpenNMT-py checkpoint (no 'opt'/'vocab' entries)",
+        missing = [k for k in ("opt", "vocab") if not isinstance(data, dict) or k not in data]
+        lacks = " and no ".join(map(repr, missing))
+        raise CheckpointError(f"{path} is not an OpenNMT-py checkpoint (it has no {lacks} entry; onmt_train saves "
+                              "the training options as 'opt', the vocabularies as 'vocab')",
                               "pass a model_step_N.pt written by onmt_train")
     try:
         opt = _opt(data)
@@ -451,7 +473,7 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
     opt = info["opt"]
     warnings: list[str] = []
     text, text_files = _text(opt, Path(path), warnings)
-    transforms = [t for t in (opt.get("transforms") or []) if t]
+    transforms = _transforms(opt)
     if src_sp.unk is not None and src_sp.unk != 0:
         warnings.append(f"its source <unk> has id {src_sp.unk}: OpenNMT-py 3.5 maps unknown source tokens to id 0 "
                         f"({info['src'][0]!r}), the bundle to <unk>")
@@ -488,7 +510,7 @@ def describe(path: Path) -> dict[str, Any]:
         "src_vocab_size": len(info["src"]), "tgt_vocab_size": len(info["tgt"]),
         "src_specials": info["src_specials"].as_dict(), "tgt_specials": info["tgt_specials"].as_dict(),
         "decoder_start_token": info["extra"]["decoder_start_token"],
-        "transforms": [t for t in (opt.get("transforms") or []) if t],
+        "transforms": _transforms(opt),
         "unsupported": [p.what for p in info["problems"]],
     }
 

@@ -16,13 +16,15 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from typing_extensions import Annotated
 
-from ..conventions import Text
+from ..conventions import FORMAT1, Text
 from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line, shorten
-from ..vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab, tokenizer_kinds
+from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds, vocab_problems
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
 
@@ -118,6 +120,22 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                               "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
 
 
+def _other_tool(data: Any) -> tuple[str, str]:
+    """(what another tool's checkpoint ``data`` looks like, the fix) when its keys say so, else
+    ("", "")."""
+    if not isinstance(data, dict):
+        return "", ""
+    if "model_state" in data:
+        return ("it is a Joey NMT checkpoint (model_state), which reads only with its model directory's "
+                "config.yaml and vocabularies", "pass the Joey NMT model directory (or --from joeynmt)")
+    if {"model", "generator"} <= set(data):
+        missing = [k for k in ("opt", "vocab") if k not in data]
+        return (f"it looks like an OpenNMT-py checkpoint (model, generator, vocab, opt) but lacks "
+                f"{' and '.join(repr(k) for k in missing) or 'nothing'}, so no importer can read it",
+                "pass the unmodified model_step_N.pt onmt_train wrote (or --from opennmt)")
+    return "", ""
+
+
 def read_file(path: str | os.PathLike[str], trust_pickle: bool = False) -> Any:
     """The raw object in ``path`` (weights only unless ``trust_pickle``), one-line
     ``CheckpointError`` when it cannot be read; ``load_checkpoint`` validates it."""
@@ -125,19 +143,35 @@ def read_file(path: str | os.PathLike[str], trust_pickle: bool = False) -> Any:
 
 
 def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
-    """Load and validate ``path`` (weights only unless ``trust_pickle``); the model is in eval mode."""
+    """Load and validate ``path`` (weights only unless ``trust_pickle``); the model is in eval mode.
+
+    ``CheckpointError`` (one line per problem, naming the file and the field) for a file that
+    is not ours, of another version, with a top-level field of the wrong type (``_FIELDS``), a
+    vocabulary token that is not a string or not valid Unicode, ``specials`` other than the
+    fixed format-1 ids, an invalid config or weights that do not fit it."""
     path = Path(path)
     data = _read(path, trust_pickle)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an s2s-export checkpoint (no 'format': '{FORMAT}' key)",
-                              "train with `s2s train` or save with s2s_export.models.save_checkpoint")
-    if data.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}, this s2s-export "
+        other, fix = _other_tool(data)
+        if other:
+            raise CheckpointError(f"{path} is not an s2s-export checkpoint: {other}", fix)
+        raise CheckpointError(f"{path} is not an s2s-export checkpoint (no 'format': '{FORMAT}' key), nor one "
+                              "of the other formats s2s-export reads",
+                              "train with `s2s train` or save with s2s_export.models.save_checkpoint; for "
+                              "another tool's checkpoint pass --from opennmt, joeynmt or g2p_en")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: its checkpoint version {version!r} is a {type(version).__name__}, not an "
+                              f"integer (this s2s-export reads version {VERSION})",
+                              "re-save it with s2s_export.models.save_checkpoint")
+    if version != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version}, this s2s-export "
                               f"reads version {VERSION}", "re-save it with a matching s2s-export")
     missing = [k for k in ("config", "src_vocab", "tgt_vocab", "state_dict") if k not in data]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}",
                               "save it with s2s_export.models.save_checkpoint")
+    _check_fields(path, data)
     try:
         src_vocab, tgt_vocab = Vocab(tuple(data["src_vocab"])), Vocab(tuple(data["tgt_vocab"]))
         config = ModelConfig.from_dict(dict(data["config"]))
@@ -164,7 +198,51 @@ def load_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: config and weights do not match ({one_line(exc)})",
                               "use the config the weights were trained with") from None
-    return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta", {})), text, text_files)
+    return Checkpoint(model.eval(), src_vocab, tgt_vocab, tokenizer, dict(data.get("meta") or {}), text, text_files)
+
+
+def _tokens(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+Tokens = Annotated[list[Any], BeforeValidator(_tokens)]  # each token: vocab_problems
+
+
+class _Fields(BaseModel):
+    """The types of a checkpoint's top-level fields (strict: nothing is coerced)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", arbitrary_types_allowed=True)
+    config: dict[str, Any]
+    src_vocab: Tokens = Field(min_length=1)
+    tgt_vocab: Tokens = Field(min_length=1)
+    specials: Optional[dict[str, Any]] = None
+    tokenizer: str = Field(default="char", min_length=1, max_length=200)
+    state_dict: dict[str, Any]
+    meta: Optional[dict[str, Any]] = None
+    text: Optional[dict[str, Any]] = None
+    text_files: Optional[dict[str, bytes]] = None
+
+
+def _check_fields(path: Path, data: dict[str, Any]) -> None:
+    """``CheckpointError`` naming every top-level field of the wrong type, every vocabulary
+    token that is not a string, empty, duplicated or not valid Unicode (with its side and id),
+    and ``specials`` other than the format-1 ids this format fixes."""
+    from ..schema import problems as schema_problems
+
+    fix = "save it with s2s_export.models.save_checkpoint"
+    try:
+        _Fields.model_validate(data)
+    except ValidationError as exc:
+        raise CheckpointError(schema_problems(exc, str(path), fix)) from None
+    found: list[Problem] = []
+    for key, side in (("src_vocab", "source"), ("tgt_vocab", "target")):
+        found += [Problem(f"{path}: {p} ({key})", fix) for p in vocab_problems(list(data[key]), FORMAT1, None, side)]
+    specials = data.get("specials")
+    if specials is not None and specials != SPECIAL_IDS:
+        found.append(Problem(f"{path}: specials {specials!r} differ from the ids this checkpoint format fixes "
+                             f"({SPECIAL_IDS}; the vocabularies start with {list(SPECIALS)})", fix))
+    if found:
+        raise CheckpointError(found)
 
 
 def _text(path: Path, data: dict[str, Any]) -> tuple[Text | None, dict[str, bytes]]:
