@@ -29,8 +29,7 @@ the issue's goals, met or missed by how much). Figures from a machine shared wit
 are marked preliminary (``--preliminary``, the default; ``--final`` on a quiet machine).
 
 The tools run from their own virtual environments (``--venv-*``, defaults under /work/peers;
-``../shared/reference/peers.md`` and the fixture scripts ``tests/fixtures/peers/make_*.py``
-say how they were made). The larger models are trained on first use with the fixture scripts'
+the docstrings of the fixture scripts ``tests/fixtures/peers/make_*.py`` say how they were made). The larger models are trained on first use with the fixture scripts'
 recipes (minutes) and kept in ``--work``. This process imports neither torch nor onnxruntime.
 """
 

@@ -30,6 +30,9 @@ BATCH, SRC_LEN = "batch", "src_len"
 STEPS = "steps"  # output length axis of the fused greedy graph's ids (never an input axis)
 ROLES = ("input", "static", "state", "output")
 STEP_OUTPUTS = ("topk_log_probs", "topk_ids", "log_probs", "attn")
+# the step graph's metadata key recording the ids it masks before its top-K (a JSON list),
+# checked against the manifest's io.blocked when a session loads
+BLOCKED_METADATA = "s2s.blocked"
 
 
 def next_name(state_name: str) -> str:

@@ -321,3 +321,22 @@ def test_onmt_subword_transform_without_a_model_warns(tmp_path: Path, transforms
                           f"(got None): the bundle reads {side} pieces as space-separated words; pass "
                           f"--{side}-tokenizer sentencepiece:FILE" for side in ("src", "tgt")]
     assert m.model_config["transforms"] == ["sentencepiece"]
+
+
+def test_a_consistent_manifest_edit_of_the_mask_is_caught_by_the_graph(bundle: Path, tmp_path: Path) -> None:
+    """io.blocked and search.never_generate edited together pass the schema; the step graph
+    records the mask it was exported with (metadata) and the session load compares them."""
+    from s2s_export.runtime import Translator
+
+    copy_dir = tmp_path / "b"
+    shutil.copytree(bundle, copy_dir, copy_function=os.link)
+    raw = json.loads((copy_dir / "manifest.json").read_text())
+    raw["search"]["never_generate"] = [5]
+    raw["io"]["blocked"] = [0, 1, 5]
+    (copy_dir / "manifest.json").unlink()
+    (copy_dir / "manifest.json").write_text(json.dumps(raw))
+    load_manifest(copy_dir)  # consistent: the schema cannot tell
+    with pytest.raises(BundleError, match=r"decoder_step.onnx masks the ids \[0, 1\] before its top-K, the "
+                                          r"manifest declares io.blocked \[0, 1, 5\]"):
+        Translator.load(copy_dir, backend="onnxruntime")
+    Translator.load(bundle, backend="onnxruntime")  # the bundle as exported loads

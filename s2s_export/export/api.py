@@ -42,7 +42,7 @@ from ..importers.base import ImportedModel
 from ..vocab import Vocab, tokenizer_kinds, vocab_problems
 from . import parity as parity_mod
 from .greedy import write_encoder_greedy, write_greedy
-from .onnx import EXPORTER, MIN_OPSET, export_graph, optimize_graph
+from .onnx import EXPORTER, MIN_OPSET, export_graph, optimize_graph, record_blocked
 from .spec import EXAMPLE, ContractSpec, discover, make_sources
 from .wrap import EncoderGraph, StepGraph
 
@@ -419,6 +419,7 @@ def _write(tmp: Path, model: nn.Module, contract: ContractSpec, io: BundleIO, ma
     files += export_graph(step, (tokens, reorder, *outputs), io.step, tmp / FP32_GRAPHS["decoder_step"], opset)
     for graph, spec in (("encoder", io.encoder), ("decoder_step", io.step)):
         optimize_graph(tmp / FP32_GRAPHS[graph], spec)
+    record_blocked(tmp / FP32_GRAPHS["decoder_step"], io.blocked)
     if write_greedy(tmp / FP32_GRAPHS["decoder_step"], tmp / FP32_GREEDY, io, conv):
         manifest.graphs["fp32"][GREEDY] = FP32_GREEDY
         if write_encoder_greedy(tmp / FP32_GRAPHS["encoder"], tmp / FP32_GREEDY, tmp / FP32_ENCODER_GREEDY, io):

@@ -24,6 +24,7 @@ an external data file ``<graph>.onnx.data`` only when the graph is over 2 GB.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -37,7 +38,7 @@ import torch
 from onnx import TensorProto
 
 from ..errors import UnsupportedError
-from ..graphio import GraphSpec
+from ..graphio import BLOCKED_METADATA, GraphSpec
 from .onnx_io import ONNX_DTYPES, value_info
 
 EXPORTER = "torch.onnx TorchScript"
@@ -209,6 +210,18 @@ def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: 
         shutil.rmtree(scratch, ignore_errors=True)
     check_graph(path, spec)
     return files
+
+
+def record_blocked(path: Path, blocked: tuple[int, ...]) -> None:
+    """Record in the step graph's metadata the ids it masks before its top-K
+    (``graphio.BLOCKED_METADATA``), so that a manifest edited afterwards cannot declare another
+    mask unnoticed (the runtime compares them when the session loads)."""
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key != BLOCKED_METADATA]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=BLOCKED_METADATA, value=json.dumps(sorted(int(i) for i in blocked)))
+    onnx.save(model, str(path))
 
 
 def optimize_graph(path: Path, spec: GraphSpec) -> list[str]:

@@ -25,6 +25,7 @@ then that graph; the session is loaded on first use and spins like the step's.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +35,7 @@ import numpy as np
 from ...bundle import ENCODER_GREEDY, GREEDY, bundle_path, file_problem
 from ...errors import (BadInputError, BundleError, ConfigError, UnsupportedError, one_line, require,
                        resource_error)
-from ...graphio import BundleIO, next_name
+from ...graphio import BLOCKED_METADATA, BundleIO, next_name
 from ..threads import available_cores, check_threads
 from .base import DEFAULT_SPINNING, SPINNING, StepResult
 
@@ -100,7 +101,7 @@ class OnnxRuntimeBackend:
         self.encoder = self._session(ort, Path(encoder_path), session_options(
             ort, intra_op_threads, spinning == "all"), providers, io.encoder)
         self.step_session = self._session(ort, Path(step_path), session_options(
-            ort, intra_op_threads, spinning != "off"), providers, io.step)
+            ort, intra_op_threads, spinning != "off"), providers, io.step, tuple(io.blocked))
         self.static_names = [t.name for t in io.static]
         self.state_names = [t.name for t in io.state]
         self._static: dict[str, Any] = {}  # name -> OrtValue (on device)
@@ -118,7 +119,8 @@ class OnnxRuntimeBackend:
 
     # ------------------------------------------------------------------ loading
     @staticmethod
-    def _session(ort: Any, path: Path, so: Any, providers: Sequence[Any], spec: Any) -> Any:
+    def _session(ort: Any, path: Path, so: Any, providers: Sequence[Any], spec: Any,
+                 blocked: tuple[int, ...] | None = None) -> Any:
         problem = file_problem(path)  # missing, or a directory / FIFO named as a graph
         if problem is not None:
             raise BundleError(f"graph file {path.name} {problem} (in {path.parent})", "re-export the bundle")
@@ -132,7 +134,7 @@ class OnnxRuntimeBackend:
             raise resource_error(exc, f"loading {path.name}") or BundleError(
                 f"ONNX Runtime cannot load {path.name} (corrupted or not an ONNX graph: {one_line(exc)})",
                 "re-export the bundle") from None
-        check_declared_io(sess, spec, path.name)
+        check_declared_io(sess, spec, path.name, blocked)
         return sess
 
     def _device(self, array: np.ndarray) -> Any:
@@ -250,12 +252,19 @@ ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64"
              "int64": "tensor(int64)", "int32": "tensor(int32)", "bool": "tensor(bool)"}
 
 
-def check_declared_io(sess: Any, spec: Any, name: str) -> None:
+def check_declared_io(sess: Any, spec: Any, name: str, blocked: tuple[int, ...] | None = None) -> None:
     """``BundleError`` unless the graph's inputs and outputs are what ``manifest.json`` declares
     (``graphio.GraphSpec``): the names (an input the graph does not read may have been pruned by
     the exporter), the dtypes, and every fixed axis (top-K's K, the vocabulary size V, hidden
-    sizes); a declared dynamic axis must not be fixed in the graph."""
+    sizes); a declared dynamic axis must not be fixed in the graph. ``blocked``: the ids the
+    manifest says the step graph masks, against the mask the graph records in its metadata
+    (``BLOCKED_METADATA``, written at export; graphs without it are not checked)."""
     fix = "re-export the bundle (the graph and manifest.json do not belong together)"
+    if blocked is not None:
+        recorded = sess.get_modelmeta().custom_metadata_map.get(BLOCKED_METADATA)
+        if recorded is not None and sorted(json.loads(recorded)) != sorted(blocked):
+            raise BundleError(f"{name} masks the ids {sorted(json.loads(recorded))} before its top-K, the manifest "
+                              f"declares io.blocked {sorted(blocked)}", fix)
     got = {t.name: t for t in (*sess.get_inputs(), *sess.get_outputs())}
     got_in = [i.name for i in sess.get_inputs()]
     got_out = [o.name for o in sess.get_outputs()]
