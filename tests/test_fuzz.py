@@ -92,9 +92,9 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     sources = draw(st.lists(st.lists(st.integers(FIRST, config.src_vocab_size - 1), max_size=9),
                             min_size=1, max_size=5))
     options: dict[str, Any] = dict(
-        beam_size=beam, n_best=draw(st.integers(1, beam)), max_length=draw(st.integers(1, 12)),
+        beam_size=beam, n_best=draw(st.integers(1, beam)), max_length=(max_length := draw(st.integers(1, 12))),
         max_length_ratio=draw(st.sampled_from([None, None, 1.5, 3.0])),
-        min_length=draw(st.sampled_from([0, 0, 0, 2])),
+        min_length=min(max_length, draw(st.sampled_from([0, 0, 0, 2]))),  # more than max_length: refused
         no_repeat_ngram_size=draw(st.sampled_from([0, 0, 0, 2])))
     options["length_penalty"], options["alpha"] = draw(st.sampled_from([("none", 0.0), ("gnmt", 0.6), ("avg", 1.0)]))
     return dict(config=config, seed=draw(st.integers(0, 2**16)), topk=topk, sources=sources, options=options)
