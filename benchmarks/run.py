@@ -43,6 +43,7 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
     import torch
 
     from s2s_export.bench.configs import NMT_CONFIG, random_sources
+    from s2s_export.conventions import specials_of
     from s2s_export.export import export_model
     from s2s_export.export.api import placeholder_vocab
     from s2s_export.int8 import quantize_bundle
@@ -69,7 +70,7 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
         torch.manual_seed(0)
         config = ModelConfig(**NMT_CONFIG)
         model = Seq2Seq(config).eval()
-        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size)))
+        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size, specials_of(model)[0])))
         path = workdir / "nmt.pt"
         save_checkpoint(path, Checkpoint(model, vocab, vocab, "word", {"note": "random weights (speed only)"}))
         bundle = export_model(path, workdir / "nmt", force=True)
