@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .simplify import node_attr, subgraph_reads
+
 _RNN_OPS = ("RNN", "GRU", "LSTM")
 
 
@@ -67,7 +69,7 @@ class _Graph:
         for node in self.nodes:
             for i, name in enumerate(node.input):
                 self.readers.setdefault(name, []).append((node, i))
-            for name in _subgraph_reads(node):
+            for name in subgraph_reads(node):
                 self.readers.setdefault(name, []).append((node, -1))
 
     def array(self, name: str) -> np.ndarray | None:
@@ -111,30 +113,9 @@ class _Graph:
         return True
 
 
-def _subgraph_reads(node: Any) -> set[str]:
-    from onnx import AttributeProto
-
-    names: set[str] = set()
-    for attr in node.attribute:
-        for graph in [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs):
-            for inner in graph.node:
-                names.update(inner.input)
-                names |= _subgraph_reads(inner)
-    return names
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _is_embedding(gr: _Graph, node: Any) -> np.ndarray | None:
     """E [V,D] float32 when ``node`` is a row lookup ``Gather(E, ids, axis=0)``."""
-    if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or _attr(node, "axis", 0) != 0:
+    if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or node_attr(node, "axis", 0) != 0:
         return None
     emb = gr.array(node.input[0])
     return emb if emb is not None and emb.ndim == 2 else None
@@ -147,19 +128,19 @@ def _projection(gr: _Graph, reader: Any, index: int) -> tuple[np.ndarray, list[A
     if index != 0:
         return None
     if reader.op_type == "Gemm" and reader.domain in ("", "ai.onnx"):
-        if _attr(reader, "transA", 0):
+        if node_attr(reader, "transA", 0):
             return None
         w = gr.array(reader.input[1])
         if w is None or w.ndim != 2:
             return None
-        w = (w.T if _attr(reader, "transB", 0) else w).astype(np.float64) * float(_attr(reader, "alpha", 1.0))
+        w = (w.T if node_attr(reader, "transB", 0) else w).astype(np.float64) * float(node_attr(reader, "alpha", 1.0))
         names = [reader.input[1]]
         bias = None
         if len(reader.input) > 2 and reader.input[2]:
             bias = gr.array(reader.input[2])
             if bias is None or bias.size not in (1, w.shape[1]):
                 return None
-            bias = bias.reshape(-1).astype(np.float64) * float(_attr(reader, "beta", 1.0))
+            bias = bias.reshape(-1).astype(np.float64) * float(node_attr(reader, "beta", 1.0))
             names.append(reader.input[2])
         return _with_bias(w, bias), [reader], reader.output[0], names
     if reader.op_type == "MatMul" and reader.domain in ("", "ai.onnx"):
@@ -250,7 +231,7 @@ def _unique_node(gr: _Graph, base: str) -> str:
 
 
 def _drop_unused_initializers(gr: _Graph) -> None:
-    read = {name for n in gr.g.node for name in n.input} | {name for n in gr.g.node for name in _subgraph_reads(n)}
+    read = {name for n in gr.g.node for name in n.input} | {name for n in gr.g.node for name in subgraph_reads(n)}
     read |= gr.outputs
     keep = [t for t in gr.g.initializer if t.name in read]
     gone = {t.name for t in gr.g.initializer} - {t.name for t in keep}
@@ -289,10 +270,10 @@ def _row_wise(node: Any, ranks: dict[str, int]) -> bool:
     if rank is None:
         return False
     if node.op_type == "Transpose":
-        perm = list(_attr(node, "perm", list(range(rank))[::-1]))
+        perm = list(node_attr(node, "perm", list(range(rank))[::-1]))
         return bool(perm) and perm[-1] == rank - 1
     if node.op_type == "Gather":
-        axis = int(_attr(node, "axis", 0))
+        axis = int(node_attr(node, "axis", 0))
         axis = axis + rank if axis < 0 else axis
         return 0 <= axis < rank - 1
     return False

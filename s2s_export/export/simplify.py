@@ -81,7 +81,7 @@ def fold_static_shapes(model: Any) -> int:
         out: list[np.ndarray] | None = None
         if node.op_type == "Shape":
             shape = dims.get(node.input[0])
-            start, end = _attr(node, "start", 0), _attr(node, "end", None)
+            start, end = node_attr(node, "start", 0), node_attr(node, "end", None)
             if shape is not None:
                 sliced = shape[start:end] if end is not None else shape[start:]
                 if all(d is not None for d in sliced):
@@ -132,7 +132,8 @@ def _partial_shape(node: Any, shape: list[int | None], start: int, end: int | No
     return out
 
 
-def _attr(node: Any, name: str, default: Any) -> Any:
+def node_attr(node: Any, name: str, default: Any) -> Any:
+    """The value of ``node``'s attribute ``name``, ``default`` when it has none."""
     from onnx import helper
 
     for a in node.attribute:
@@ -176,4 +177,4 @@ def prune(model_or_graph: Any, outputs: set[str] | None = None) -> int:
     return removed
 
 
-__all__ = ["FOLDABLE", "MAX_FOLDED", "fold_static_shapes", "prune", "subgraph_reads"]
+__all__ = ["FOLDABLE", "MAX_FOLDED", "fold_static_shapes", "node_attr", "prune", "subgraph_reads"]
