@@ -321,6 +321,7 @@ def test_non_zoo_module_exports(tmp_path: Path) -> None:
     assert m.model_config == {"class": f"{__name__}.MeanPoolGRU", "emb": 8, "hidden": 12}
     assert m.src_vocab[:4] == ["<pad>", "<s>", "</s>", "<unk>"] and len(m.src_vocab) == 11
     assert m.tgt_vocab[4:6] == ["<tok4>", "<tok5>"] and len(m.tgt_vocab) == 13
+    assert [w for w in bundle.warnings if "placeholder tokens (<tokN>)" in w]  # said, not silent
     assert [t.name for t in m.io.static] == ["mem", "valid"]
     assert [(t.name, t.dtype, t.shape) for t in m.io.state] == [
         ("hid", "float32", (BATCH, 12)), ("ctx", "float32", (BATCH, 12)), ("t", "int64", (BATCH,))]
