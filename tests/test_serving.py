@@ -491,3 +491,15 @@ def test_serve_refuses_what_is_not_a_bundle(tmp_path: Path, capsys: Any, monkeyp
     assert code == 4 and "is neither a bundle (manifest.json) nor a Triton model repository" in err
     assert len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_serve_checks_the_bundles_of_a_repository_first(bundle: Path, tmp_path: Path, capsys: Any,
+                                                       monkeypatch: Any) -> None:
+    """A tampered bundle inside a repository is exit 4 (one line) before any server starts."""
+    write_repository(bundle, tmp_path / "repo")
+    repo = tmp_path / "repo"
+    with open(repo / "s2s" / "1" / "bundle" / "encoder.onnx", "ab") as f:
+        f.write(b"\0")
+    code, _, err = run_cli("s2s", ["serve", str(repo), "--tritonserver", "/nonexistent/tritonserver"], capsys,
+                           monkeypatch)
+    assert code == 4 and len(err.strip().splitlines()) == 1 and "encoder.onnx" in err, err

@@ -3,7 +3,7 @@ serving a bundle, or a repository written by ``s2s triton-repo`` (``s2s_export/s
 
 Runs until Ctrl-C (exit 130) or SIGTERM (exit 143); either stops the server and removes every
 temporary file. Exit codes: 1 bad options or the server failed, 2 no tritonserver (install the
-``serve`` extra) or not ready in time, 4 missing or broken bundle.
+``serve`` extra) or not ready in time, 4 missing or broken bundle (in a repository too: checked before start).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import interrupts
-from ..bundle import MANIFEST
+from ..bundle import MANIFEST, load_manifest
 from ..errors import BadInputError, MissingDependencyError, S2SError, UnsupportedError
 from .repository import ServingConfig, fill_model
 
@@ -265,12 +265,16 @@ class TritonServer:
 def prepare_repository(target: Path, workdir: Path, config: ServingConfig) -> Path:
     """``target`` as a model repository: a bundle (``manifest.json``) gets a repository in
     ``workdir`` linking to it; a repository (a folder of models with ``config.pbtxt``) is used
-    as it is. ``BadInputError`` for anything else."""
+    as it is, after every bundle in it has been checked (``load_manifest``: a missing, broken
+    or tampered bundle is a ``BundleError``, exit 4, before the server starts). ``BadInputError``
+    for anything else."""
     if (target / MANIFEST).is_file():
         repo = workdir / "repository"
         fill_model(repo / config.validate().name, target, config, link_bundle=True)
         return repo
     if target.is_dir() and any(target.glob("*/config.pbtxt")):
+        for bundle in sorted(target.glob(f"*/*/bundle/{MANIFEST}")):  # REPO/MODEL/VERSION/bundle
+            load_manifest(bundle.parent)
         return target
     raise BadInputError(f"{target} is neither a bundle (manifest.json) nor a Triton model repository",
                         "pass a bundle written by s2s-export or a repository written by s2s triton-repo")
