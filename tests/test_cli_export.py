@@ -148,6 +148,8 @@ def test_inspect_bundle_and_checkpoint(model_pt: Path, tmp_path: Path, capsys, m
     code, out, err = run("s2s", ["inspect", str(out_dir)], capsys, monkeypatch)
     assert code == 0, err
     assert "hashes verified" in out and "attention=general" in out
+    assert "heads=" not in out and "window=" not in out  # settings general attention never reads
+    assert "(never generated): 0 <pad>, 1 <s>" in out
     assert "out topk_ids" in out and "[batch, 8]" in out and "in src_mask" in out
     assert "static" in out and "state" in out and "parity: not checked" in out
     assert "exporter=torch.onnx TorchScript" in out

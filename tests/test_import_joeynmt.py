@@ -222,6 +222,7 @@ def test_describe_names_the_architecture() -> None:
     assert d["vocab_sizes"] == {"src_vocab.txt": len(imported("lstm_luong").src_vocab),
                                 "trg_vocab.txt": len(imported("lstm_luong").tgt_vocab)}
     assert joey.describe(FIXTURES / "gru_tied")["tied_softmax"] is True
+    assert joey.describe(FIXTURES / "gru_nomax")["architecture"].startswith("recurrent gru encoder (1 layer, ")
 
 
 # ---------------------------------------------------------------------- the module vs Joey's scores

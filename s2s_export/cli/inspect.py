@@ -23,6 +23,24 @@ def _kv(d: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in d.items())
 
 
+def _value(v: Any) -> str:
+    """An importer's description value as text: dicts as ``k=v``, lists comma-separated."""
+    if isinstance(v, dict):
+        return _kv(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v)) or "none"
+    return str(v)
+
+
+def _config(d: dict[str, Any]) -> str:
+    """A zoo config without the settings its attention does not read (``heads`` is multi-head
+    only, ``window`` local-m/local-p only)."""
+    attention = d.get("attention")
+    unused = ({"heads"} if attention != "multihead" else set()) | (
+        {"window"} if attention not in ("local-m", "local-p") else set())
+    return _kv({k: v for k, v in d.items() if k not in unused or attention is None})
+
+
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -37,9 +55,9 @@ def checkpoint_lines(path: Path, trust_pickle: bool, source_format: str | None =
     fmt = source_format or detect_format(path)
     if fmt != "s2s":
         info = {"kind": "model", "path": str(path), **describe(path, fmt)}
-        lines = [f"model {path}", f"format: {fmt}", f"architecture: {info.get('architecture', '?')}"]
-        lines += [f"{k}: {v}" for k, v in info.items() if k not in ("kind", "path", "format", "architecture",
-                                                                    "unsupported")]
+        lines = [f"model {path}", f"format: {fmt}", f"architecture: {_value(info.get('architecture', '?'))}"]
+        lines += [f"{k}: {_value(v)}" for k, v in info.items() if k not in ("kind", "path", "format", "architecture",
+                                                                            "unsupported")]
         unsupported = info.get("unsupported") or []
         lines.append("unsupported: " + ("; ".join(map(str, unsupported)) if unsupported else "nothing (it exports)"))
         return lines, info
@@ -54,7 +72,7 @@ def checkpoint_lines(path: Path, trust_pickle: bool, source_format: str | None =
             "tokenizer": ckpt.tokenizer, "parameters": n_params, "meta": ckpt.meta}
     lines = [f"checkpoint {path}",
              "format: s2s (s2s-export checkpoint)",
-             f"config: {_kv(ckpt.config.to_dict())}",
+             f"config: {_config(ckpt.config.to_dict())}",
              f"vocabularies: source {len(ckpt.src_vocab)} tokens, target {len(ckpt.tgt_vocab)} tokens; "
              f"tokenizer {ckpt.tokenizer}",
              f"parameters: {n_params:,}"]
@@ -68,11 +86,12 @@ def bundle_lines(path: Path, verify: bool) -> tuple[list[str], dict[str, Any]]:
 
     m = load_manifest(path, verify=verify)
     lines = [f"bundle {path} (format {m.format_version}; hashes {'verified' if verify else 'not checked'})",
-             f"model: {_kv(m.model_config)}",
+             f"model: {_config(m.model_config)}",
              f"vocabularies: source {len(m.src_vocab)} tokens, target {len(m.tgt_vocab)} tokens; "
              f"tokenizer {m.tokenizer}; special ids: source {_kv(m.src_specials.as_dict())}, target "
              f"{_kv(m.tgt_specials.as_dict())}",
-             f"framing: {_kv(m.framing.model_dump())}; never generated: {list(m.io.blocked)}",
+             f"framing: {_kv(m.framing.model_dump())}; masked in the step graph (never generated): "
+             + (", ".join(f"{i} {m.tgt_vocab[i]}" for i in m.io.blocked) or "none"),
              f"search defaults: {_kv(m.search.to_dict())}",
              f"top-K {m.topk}, opset {m.opset}, max batch {m.max_batch}, max src_len {m.max_src_len}",
              f"versions: {_kv(m.versions)}"]

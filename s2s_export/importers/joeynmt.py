@@ -381,6 +381,10 @@ def load(path: Path, trust_pickle: bool = False) -> ImportedModel:
                          search=search, model_config=model_config, format=FORMAT, warnings=warnings)
 
 
+def _count(n: Any, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def describe(path: Path) -> dict[str, Any]:
     """What a Joey model directory holds, from its config and vocabularies (no tensors loaded)."""
     model_dir, ckpt = _paths(Path(path))
@@ -388,10 +392,10 @@ def describe(path: Path) -> dict[str, Any]:
     m = cfg["model"]
     enc, dec = _section(m, "encoder"), _section(m, "decoder")
     arch = (f"{enc.get('type', 'recurrent')} {enc.get('rnn_type', 'gru')} encoder "
-            f"({enc.get('num_layers', 1)} layers, {enc.get('hidden_size')} units, "
+            f"({_count(enc.get('num_layers', 1), 'layer')}, {enc.get('hidden_size')} units, "
             f"{'bidirectional' if enc.get('bidirectional', True) else 'unidirectional'}), "
             f"{dec.get('type', 'transformer')} {dec.get('rnn_type', 'gru')} decoder "
-            f"({dec.get('num_layers', 1)} layers, "
+            f"({_count(dec.get('num_layers', 1), 'layer')}, "
             f"{dec.get('hidden_size')} units, {dec.get('attention', 'bahdanau')} attention, input feeding "
             f"{'on' if dec.get('input_feeding', True) else 'off'}, init_hidden {dec.get('init_hidden', 'bridge')})")
     sizes: dict[str, int | str] = {}
