@@ -388,6 +388,35 @@ def test_pad_and_bos_are_never_generated_even_when_likeliest() -> None:
             assert not {PAD_ID, BOS_ID} & set(r.ids) and np.isfinite(r.score)
 
 
+def test_ids_the_graph_masks_are_not_masked_again() -> None:
+    """A backend whose top-K already leaves out some blocked ids (``topk_blocked``, a format-2
+    step graph) gets the others masked per step, and nothing else changes."""
+    from s2s_export.runtime.search import topk_unmasked
+
+    def fn(src: tuple, prefix: tuple) -> np.ndarray:
+        logits = np.zeros(8, dtype=np.float32)
+        logits[5], logits[6], logits[EOS_ID] = 4.0, 3.0, 1.0 + len(prefix)
+        return log_softmax(logits)
+
+    class MaskingBackend(FakeBackend):  # its top-K leaves out PAD and BOS, as the step graph does
+        topk_blocked = (PAD_ID, BOS_ID)
+
+        def step(self, tokens: np.ndarray, reorder: np.ndarray, full: bool = False, attn: bool = False) -> StepResult:
+            res = super().step(tokens, reorder, full, attn)
+            lp, ids = res.topk_log_probs.copy(), res.topk_ids
+            lp[np.isin(ids, self.topk_blocked)] = -np.inf
+            return StepResult(lp, ids, res.log_probs, res.attn)
+
+    opts = SearchOptions(beam_size=1, max_length=6, blocked=(PAD_ID, BOS_ID, 5))
+    assert topk_unmasked(MaskingBackend(fn, 8, 8), opts) == (5,)
+    assert topk_unmasked(FakeBackend(fn, 8, 8), opts) == (PAD_ID, BOS_ID, 5)
+    for beam in (1, 3):
+        opts = SearchOptions(beam_size=beam, n_best=beam, max_length=6, blocked=(PAD_ID, BOS_ID, 5))
+        got = search(MaskingBackend(fn, 8, 8), *batch2([[4, EOS_ID]]), opts)[0]
+        want = search(FakeBackend(fn, 8, 8), *batch2([[4, EOS_ID]]), opts)[0]
+        assert ids_scores([got]) == ids_scores([want]) and all(5 not in r.ids for r in got)
+
+
 @pytest.mark.parametrize("kw,pattern", [
     ({"beam_size": 2.5}, "beam_size must be an integer"),
     ({"beam_size": True}, "beam_size must be an integer"),

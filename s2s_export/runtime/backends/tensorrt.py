@@ -119,6 +119,7 @@ class TensorRTBackend:
         self.bundle_dir = Path(bundle_dir)
         self.io = manifest.io
         self.topk = manifest.io.topk
+        self.topk_blocked = tuple(manifest.io.blocked)  # the engines come from step graphs that mask these
         self.vocab_size = int(manifest.io.step.output("log_probs").shape[1])
         entries = select_engines(manifest, self.bundle_dir, gpu.sm, gpu.name, major, minor, full)
         self.max_rows: int | None = min(int(entries[g]["max_batch"]) for g in GRAPHS)
