@@ -67,6 +67,7 @@ def legacy_dynamic(bundle: Path) -> None:
 
     from s2s_export.bundle import GRAPHS, GREEDY, load_manifest
     from s2s_export.export.greedy import write_greedy
+    from s2s_export.export.onnx import record_blocked
 
     manifest = load_manifest(bundle)
     entry = {g: f"{g}.int8.onnx" for g in GRAPHS}
@@ -76,7 +77,8 @@ def legacy_dynamic(bundle: Path) -> None:
         quantize_dynamic(pre, bundle / entry[g], op_types_to_quantize=["MatMul", "Gemm", "LSTM", "GRU"],
                          per_channel=True, weight_type=QuantType.QInt8)
         pre.unlink()
-    write_greedy(bundle / entry["decoder_step"], bundle / f"{GREEDY}.int8.onnx", manifest.io)
+    record_blocked(bundle / entry["decoder_step"], manifest.io.blocked)  # the mask the fp32 step graph records
+    write_greedy(bundle / entry["decoder_step"], bundle / f"{GREEDY}.int8.onnx", manifest.io, manifest.conventions)
     manifest.graphs["int8"] = {**entry, GREEDY: f"{GREEDY}.int8.onnx"}
     manifest.save(bundle)
 
@@ -105,6 +107,7 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
 
     from s2s_export.bench.configs import NMT_CONFIG, random_sources
     from s2s_export.export import export_model
+    from s2s_export.conventions import specials_of
     from s2s_export.export.api import placeholder_vocab
     from s2s_export.models import ModelConfig, Seq2Seq, load_checkpoint
     from s2s_export.models.checkpoint import Checkpoint, save_checkpoint
@@ -130,7 +133,7 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
         torch.manual_seed(0)
         config = ModelConfig(**NMT_CONFIG)
         model = Seq2Seq(config).eval()
-        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size)))
+        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size, specials_of(model)[0])))
         path = workdir / "nmt.pt"
         save_checkpoint(path, Checkpoint(model, vocab, vocab, "word", {"note": "random weights (speed only)"}))
         fp32 = export_model(path, workdir / "nmt", force=True).path
