@@ -33,7 +33,7 @@ set, and on the steps where a feature masks tokens (``min_length``, ``no_repeat_
 
 Fused greedy: a backend with a greedy graph (``FusedGreedy``) runs plain greedy requests
 (no min_length, n-gram blocking, attention or full distribution) as one graph run with the same
-result, where it pays (the ONNX Runtime backend: batches of up to 8 sentences); the loop in
+result, where it pays (the ONNX Runtime backend: batches of up to 16 sentences); the loop in
 ``greedy_search`` below is the reference and the path for everything else.
 
 Batch layout: a batch is B sentences; beam search keeps ``beam`` rows (slots) per active

@@ -41,10 +41,11 @@ from .base import DEFAULT_SPINNING, SPINNING, StepResult
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 # Largest batch the fused greedy graph takes: its rows never leave the loop, so finished
-# sentences keep computing. Measured (benchmarks/fused_batch.py, 2 threads): 1.01-1.27x faster
-# than the search's loop up to 8 sentences per batch, even at 16, 0.80-0.95x at 32-64. Larger
-# batches run the Python loop.
-FUSED_MAX_BATCH = 8
+# sentences keep computing. Measured (benchmarks/fused_batch.py, 2 threads, quiet 2-core Xeon,
+# 2026-11-30: results/2026-11-30-fused-batch-*.json): 1.07-1.41x faster than the search's loop
+# up to 16 sentences per batch on G2P and the NMT-sized model, 0.96-0.97x at 32, 0.82-0.88x at
+# 64. Larger batches run the Python loop.
+FUSED_MAX_BATCH = 16
 
 
 def default_threads() -> int:
