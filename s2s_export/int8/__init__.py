@@ -17,9 +17,9 @@ runtime-plus-onnx install). Two variants, both batch-independent:
 
 The default is the batch-independent variant that was fastest at batch 1 with a task metric
 within 1 point of float32 (measured side by side, ``benchmarks/int8_variants.py``,
-``benchmarks/README.md``, preliminary 2026-11-30 on a shared 2-core Xeon, 1 thread, CPU time):
-G2P greedy batch 1 static 1,161 / rowwise 958 sentences/s (FP32 625), NMT-sized 71.2 / 60.7
-(FP32 28.4); G2P word error rate (CMUdict test, 6,004 words) FP32 33.38%, static 33.44%
+``benchmarks/README.md``, 2026-11-30 on a quiet 2-core Xeon, 1 thread): G2P greedy batch 1
+static 1,413 / rowwise 1,146 sentences/s (FP32 690), NMT-sized 70.6 / 65.3 (FP32 29.2); G2P word
+error rate (CMUdict test, 6,004 words) FP32 33.38%, static 33.44%
 (generated calibration sources; 33.41% calibrated on 256 training words), rowwise 33.44%.
 
 Only weight products (``MatMul``/``Gemm`` with a constant weight) become integer products; the
