@@ -105,13 +105,9 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
     """Export the models, build every variant, draw the inputs (runs in its own process)."""
     import torch
 
-    from s2s_export.bench.configs import NMT_CONFIG, random_sources
+    from s2s_export.bench.configs import random_sources, save_nmt_checkpoint
     from s2s_export.export import export_model
-    from s2s_export.conventions import specials_of
-    from s2s_export.export.api import placeholder_vocab
-    from s2s_export.models import ModelConfig, Seq2Seq, load_checkpoint
-    from s2s_export.models.checkpoint import Checkpoint, save_checkpoint
-    from s2s_export.vocab import Vocab
+    from s2s_export.models import load_checkpoint
 
     torch.set_num_threads(1)
     out: dict[str, Any] = {}
@@ -130,12 +126,9 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
                       "max_length_ratio": None, "greedy_sentences": POOL,
                       "params": sum(p.numel() for p in ckpt.model.parameters())}
     if nmt:
-        torch.manual_seed(0)
-        config = ModelConfig(**NMT_CONFIG)
-        model = Seq2Seq(config).eval()
-        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size, specials_of(model)[0])))
         path = workdir / "nmt.pt"
-        save_checkpoint(path, Checkpoint(model, vocab, vocab, "word", {"note": "random weights (speed only)"}))
+        model = save_nmt_checkpoint(path)
+        config = model.config
         fp32 = export_model(path, workdir / "nmt", force=True).path
         out["nmt"] = {"variants": variant_bundles(fp32, INT8_VARIANTS[:3], None), "max_length": 200,
                       "max_length_ratio": 1.0, "greedy_sentences": NMT_GREEDY,

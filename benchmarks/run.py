@@ -42,14 +42,10 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
     """Export (and quantize) the models; the inputs. Runs in its own process (imports torch)."""
     import torch
 
-    from s2s_export.bench.configs import NMT_CONFIG, random_sources
-    from s2s_export.conventions import specials_of
+    from s2s_export.bench.configs import random_sources, save_nmt_checkpoint
     from s2s_export.export import export_model
-    from s2s_export.export.api import placeholder_vocab
     from s2s_export.int8 import quantize_bundle
-    from s2s_export.models import ModelConfig, Seq2Seq, load_checkpoint
-    from s2s_export.models.checkpoint import Checkpoint, save_checkpoint
-    from s2s_export.vocab import Vocab
+    from s2s_export.models import load_checkpoint
 
     torch.set_num_threads(1)
     out: dict[str, Any] = {}
@@ -67,12 +63,9 @@ def prepare(workdir: Path, g2p_model: Path | None, nmt: bool) -> dict[str, Any]:
                       "config": ckpt.config.to_dict(), "params": params,
                       "stored_test_metrics": ckpt.meta.get("metrics", {}).get("test")}
     if nmt:
-        torch.manual_seed(0)
-        config = ModelConfig(**NMT_CONFIG)
-        model = Seq2Seq(config).eval()
-        vocab = Vocab(tuple(placeholder_vocab(config.src_vocab_size, specials_of(model)[0])))
         path = workdir / "nmt.pt"
-        save_checkpoint(path, Checkpoint(model, vocab, vocab, "word", {"note": "random weights (speed only)"}))
+        model = save_nmt_checkpoint(path)
+        config = model.config
         bundle = export_model(path, workdir / "nmt", force=True)
         quantize_bundle(bundle.path)
         out["nmt"] = {"model": str(path), "bundle": str(bundle.path), "config": config.to_dict(),

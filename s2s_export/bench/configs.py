@@ -178,6 +178,25 @@ def plan(spec: BenchSpec, int8: bool = True) -> list[WorkerConfig]:
     return configs
 
 
+def save_nmt_checkpoint(path: Path) -> Any:
+    """Write the NMT-sized model (``NMT_CONFIG``, random weights from seed 0, placeholder
+    vocabularies with the zoo's special ids) as an s2s-export checkpoint at ``path`` and return
+    the ``Seq2Seq`` module (eval mode). Speed benchmarks only; imports torch."""
+    import torch
+
+    from ..conventions import specials_of
+    from ..export.api import placeholder_vocab
+    from ..models import ModelConfig, Seq2Seq
+    from ..models.checkpoint import Checkpoint, save_checkpoint
+    from ..vocab import Vocab
+
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(**NMT_CONFIG)).eval()
+    vocab = Vocab(tuple(placeholder_vocab(model.config.src_vocab_size, specials_of(model)[0])))
+    save_checkpoint(path, Checkpoint(model, vocab, vocab, "word", {"note": "random weights (speed only)"}))
+    return model
+
+
 def random_sources(vocab_size: int, n: int, min_len: int, max_len: int, seed: int = 0,
                    specials: Specials = FORMAT1) -> list[list[int]]:
     """``n`` random source id lists of ordinary tokens (not ``specials``), lengths
