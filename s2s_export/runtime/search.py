@@ -317,8 +317,9 @@ def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, 
     C = lp.shape[1]
     cand = (cum[:, None] + lp).reshape(n, width * C)
     order = np.argsort(-cand, axis=1, kind="stable")
-    cand = np.take_along_axis(cand, order, 1)
-    cand_ids = np.take_along_axis(ids.reshape(n, width * C), order, 1)
+    r = np.arange(n)[:, None]  # row index for gathers along axis 1 (take_along_axis, cheaper per step)
+    cand = cand[r, order]
+    cand_ids = ids.reshape(n, width * C)[r, order]
     cand_rows = order // C + (np.arange(n) * width)[:, None]
     if cand.shape[1] < W:
         pad = ((0, 0), (0, W - cand.shape[1]))
@@ -353,10 +354,11 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         alive = ~eos & ok
         alive &= np.cumsum(alive, axis=1) <= W  # the first W non-EOS extensions
         pick = np.argsort(~alive, axis=1, kind="stable")[:, :W]  # alive first, then filler slots
-        new_ok = np.take_along_axis(alive, pick, 1)  # [n,W]
-        new_rows = np.take_along_axis(cand_rows, pick, 1).ravel()  # [n*W]
-        new_ids = np.take_along_axis(cand_ids, pick, 1).ravel()
-        new_cum = np.where(new_ok, np.take_along_axis(cand, pick, 1), -np.inf).ravel()
+        r = np.arange(len(pick))[:, None]  # gathers along axis 1: x[r, pick] = take_along_axis(x, pick, 1)
+        new_ok = alive[r, pick]  # [n,W]
+        new_rows = cand_rows[r, pick].ravel()  # [n*W]
+        new_ids = cand_ids[r, pick].ravel()
+        new_cum = np.where(new_ok, cand[r, pick], -np.inf).ravel()
         length = t + 1
         n_finished[sent] += fin.sum(axis=1)
         for i, j in zip(*np.nonzero(fin)):  # bookkeeping of finished hypotheses (few per step)
