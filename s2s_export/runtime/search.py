@@ -317,9 +317,9 @@ def _rank(cum: np.ndarray, lp: np.ndarray, ids: np.ndarray, n: int, width: int, 
     C = lp.shape[1]
     cand = (cum[:, None] + lp).reshape(n, width * C)
     order = np.argsort(-cand, axis=1, kind="stable")
-    r = np.arange(n)[:, None]  # row index for gathers along axis 1 (take_along_axis, cheaper per step)
-    cand = cand[r, order]
-    cand_ids = ids.reshape(n, width * C)[r, order]
+    at = np.arange(n)[:, None]  # gathers along axis 1: x[at, order] = take_along_axis(x, order, 1), cheaper
+    cand = cand[at, order]
+    cand_ids = ids.reshape(n, width * C)[at, order]
     cand_rows = order // C + (np.arange(n) * width)[:, None]
     if cand.shape[1] < W:
         pad = ((0, 0), (0, W - cand.shape[1]))
@@ -354,11 +354,11 @@ def beam_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         alive = ~eos & ok
         alive &= np.cumsum(alive, axis=1) <= W  # the first W non-EOS extensions
         pick = np.argsort(~alive, axis=1, kind="stable")[:, :W]  # alive first, then filler slots
-        r = np.arange(len(pick))[:, None]  # gathers along axis 1: x[r, pick] = take_along_axis(x, pick, 1)
-        new_ok = alive[r, pick]  # [n,W]
-        new_rows = cand_rows[r, pick].ravel()  # [n*W]
-        new_ids = cand_ids[r, pick].ravel()
-        new_cum = np.where(new_ok, cand[r, pick], -np.inf).ravel()
+        at = np.arange(len(pick))[:, None]  # gathers along axis 1: x[at, pick] = take_along_axis(x, pick, 1)
+        new_ok = alive[at, pick]  # [n,W]
+        new_rows = cand_rows[at, pick].ravel()  # [n*W]
+        new_ids = cand_ids[at, pick].ravel()
+        new_cum = np.where(new_ok, cand[at, pick], -np.inf).ravel()
         length = t + 1
         n_finished[sent] += fin.sum(axis=1)
         for i, j in zip(*np.nonzero(fin)):  # bookkeeping of finished hypotheses (few per step)
