@@ -87,6 +87,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
     return make
 
 
+SHARED_STEPS, SHARED_EMB, SHARED_HIDDEN = 120, 16, 32  # the luong-general model most runtime tests share
+
+
+def export_shared_bundle(tiny_checkpoint: Callable[..., Path], out_dir: Path) -> Path:
+    """The shared tiny luong-general model (``SHARED_*``; its checkpoint trained once a session by
+    ``tiny_checkpoint``) exported to ``out_dir`` (top-K 8, max_src_len 32, unverified)."""
+    import torch
+
+    from s2s_export.export import export_model
+
+    torch.set_num_threads(1)
+    path = tiny_checkpoint("luong-general", steps=SHARED_STEPS,
+                           **tiny_overrides("luong-general", SHARED_EMB, SHARED_HIDDEN))
+    return export_model(path, out_dir, topk=8, verify=False, force=True, max_src_len=32).path
+
+
 def run_cli(entry: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
             stdin: bytes | None = None) -> tuple[int, str, str]:
     """Run a console script's ``main()`` in-process (``entry``: ``s2s`` or ``s2s-export``):

@@ -23,20 +23,13 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 from s2s_export.runtime import Translator  # noqa: E402
 
-TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the same model as test_runtime / test_reference
 
 
 @pytest.fixture(scope="module")
 def bundle(tiny_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import tiny_overrides
+    from conftest import export_shared_bundle
 
-    from s2s_export.export import export_model
-
-    torch.set_num_threads(1)
-    path = tiny_checkpoint("luong-general", steps=TRAIN_STEPS,
-                           **tiny_overrides("luong-general", TRAIN_EMB, TRAIN_HIDDEN))
-    return export_model(path, tmp_path_factory.mktemp("cli") / "bundle", topk=8, verify=False,
-                        force=True, max_src_len=32).path
+    return export_shared_bundle(tiny_checkpoint, tmp_path_factory.mktemp("cli") / "bundle")
 
 
 @pytest.fixture(scope="module")

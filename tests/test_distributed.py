@@ -25,7 +25,6 @@ from s2s_export.errors import BadInputError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")  # Ray Data's own settings
 
-TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the model of test_cli_translate (cached checkpoint)
 LINES = 20_000
 
 
@@ -44,15 +43,9 @@ needs_ray = pytest.mark.skipif(bool(ray_missing()), reason=ray_missing() or "ok"
 
 @pytest.fixture(scope="module")
 def bundle(tiny_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import tiny_overrides
+    from conftest import export_shared_bundle
 
-    from s2s_export.export import export_model
-
-    torch.set_num_threads(1)
-    path = tiny_checkpoint("luong-general", steps=TRAIN_STEPS,
-                           **tiny_overrides("luong-general", TRAIN_EMB, TRAIN_HIDDEN))
-    return export_model(path, tmp_path_factory.mktemp("distributed") / "bundle", topk=8, verify=False,
-                        force=True, max_src_len=32).path
+    return export_shared_bundle(tiny_checkpoint, tmp_path_factory.mktemp("distributed") / "bundle")
 
 
 @pytest.fixture(scope="module")

@@ -35,22 +35,15 @@ from s2s_export.serving import handler  # noqa: E402
 from s2s_export.serving.repository import ServingConfig, config_pbtxt, write_repository  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_STEPS, TRAIN_EMB, TRAIN_HIDDEN = 120, 16, 32  # the model of test_cli_translate (cached checkpoint)
 CLIENTS = 16
 READY_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
 def bundle(tiny_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import tiny_overrides
+    from conftest import export_shared_bundle
 
-    from s2s_export.export import export_model
-
-    torch.set_num_threads(1)
-    path = tiny_checkpoint("luong-general", steps=TRAIN_STEPS,
-                           **tiny_overrides("luong-general", TRAIN_EMB, TRAIN_HIDDEN))
-    return export_model(path, tmp_path_factory.mktemp("serving") / "bundle", topk=8, verify=False,
-                        force=True, max_src_len=32).path
+    return export_shared_bundle(tiny_checkpoint, tmp_path_factory.mktemp("serving") / "bundle")
 
 
 @pytest.fixture(scope="module")
