@@ -14,7 +14,7 @@ arithmetic):
 * decoder initial state: the encoder's final states, a ``brnn``'s two directions concatenated
   per layer ([L,B,H]); input feed h~_0 = 0;
 * decoder step: [E y_{t-1}; h~_{t-1}] (input feeding) or E y_{t-1} (``StdRNNDecoder``) through
-  the stacked cells (plain matmuls, ``lstm_cell``/``gru_cell``);
+  the stacked cells (plain matmuls, ``seq2seq.stacked_cells``);
 * global attention on the top output h_t: ``dot`` h_t . m_s, ``general`` (W_in h_t) . m_s,
   ``mlp`` v . tanh(W_q h_t + b_q + U m_s) (U m_s precomputed in ``encode``); softmax over the
   real positions (``general`` projects the query each step, as the tool does: the same cost as
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..models.seq2seq import gru_cell, lstm_cell
+from ..models.seq2seq import stacked_cells
 
 
 @dataclass(frozen=True)
@@ -149,25 +149,13 @@ class OpenNMTRNN(nn.Module):
         x = self.tgt_emb(tokens)  # [B,E]
         if a.input_feed:
             x = torch.cat([x, state["feed"]], dim=1)
-        h = state["h"]  # [B,L,H]
-        new_h, new_c = [], []
-        for l, cell in enumerate(self.cells):
-            if a.rnn_type == "LSTM":
-                hl, cl = lstm_cell(x, h[:, l], state["c"][:, l], cell)  # type: ignore[arg-type]
-                new_c.append(cl)
-            else:
-                hl = gru_cell(x, h[:, l], cell)  # type: ignore[arg-type]
-            new_h.append(hl)
-            x = hl
+        x, new_state = stacked_cells(self.cells, x, state["h"], state.get("c"))  # x: top layer [B,H]
         memory, mask = static["memory"], static["src_mask"]
         if a.attention == "none":
             out, attn = x, torch.zeros_like(mask, dtype=x.dtype)
         else:
             out, attn = self._attend(x, memory, mask, static.get("keys"))
         log_probs = torch.log_softmax(self.generator(out), dim=-1)
-        new_state = {"h": torch.stack(new_h, dim=1)}
-        if a.rnn_type == "LSTM":
-            new_state["c"] = torch.stack(new_c, dim=1)
         if a.input_feed:
             new_state["feed"] = out
         return log_probs, new_state, attn

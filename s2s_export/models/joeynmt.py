@@ -22,7 +22,7 @@ Reproduces (joeynmt v2.3) ``embeddings.py`` ``Embeddings``, ``encoders.py`` ``Re
   size), anything else zeros; the same for every decoder layer; an LSTM's cell starts equal to
   its hidden state; ``att_vector_0`` = 0.
 
-The decoder step is plain matmuls and gates (``seq2seq.lstm_cell``/``gru_cell``); the encoder
+The decoder step is plain matmuls and gates (``seq2seq.stacked_cells``); the encoder
 packs with ``enforce_sorted=False`` (ONNX GRU/LSTM with ``sequence_lens``). Static:
 ``src_mask [B,S] bool``, ``memory [B,S,M]``, ``proj_keys [B,S,H]``; state: ``h [B,L,H]``
 (+ ``c [B,L,H]`` for LSTM, + ``feed [B,H]`` with input feeding).
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .seq2seq import gru_cell, lstm_cell
+from .seq2seq import stacked_cells
 
 
 @dataclass(frozen=True)
@@ -156,23 +156,10 @@ class JoeyRecurrent(nn.Module):
             x = x * math.sqrt(a.tgt_emb)
         if a.input_feeding:
             x = torch.cat([x, state["feed"]], dim=1)  # [B,E+H]
-        h, c = state["h"], state.get("c")  # [B,L,H]
-        new_h, new_c = [], []
-        for l, cell in enumerate(self.cells):
-            if a.dec_cell == "lstm":
-                hl, cl = lstm_cell(x, h[:, l], c[:, l], cell)  # type: ignore[index,arg-type]
-                new_c.append(cl)
-            else:
-                hl = gru_cell(x, h[:, l], cell)  # type: ignore[arg-type]
-            new_h.append(hl)
-            x = hl
-        query = x  # the new top-layer state [B,H]
+        query, new_state = stacked_cells(self.cells, x, state["h"], state.get("c"))  # query: new top state [B,H]
         context, alphas = self._attend(query, static)
         att_vector = torch.tanh(self.att_vector_layer(torch.cat([query, context], dim=1)))  # [B,H]
         log_probs = torch.log_softmax(self.output_layer(att_vector), dim=-1)  # [B,V]
-        new_state = {"h": torch.stack(new_h, dim=1)}
-        if a.dec_cell == "lstm":
-            new_state["c"] = torch.stack(new_c, dim=1)
         if a.input_feeding:
             new_state["feed"] = att_vector
         return log_probs, new_state, alphas

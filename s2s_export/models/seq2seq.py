@@ -46,6 +46,27 @@ def gru_cell(x: Tensor, h: Tensor, cell: nn.GRUCell) -> Tensor:
     return (1.0 - z) * n + z * h
 
 
+def stacked_cells(cells: nn.ModuleList, x: Tensor, h: Tensor, c: Tensor | None
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    """One step of stacked LSTM/GRU cells, each layer's new state the next layer's input, nothing
+    in between (the imported tools' decoders at inference): x [B,I], h [B,L,H], c [B,L,H] (LSTM
+    cells; None for GRU) -> (the top layer's new state [B,H], {"h": [B,L,H], "c": [B,L,H] for
+    LSTM cells})."""
+    new_h, new_c = [], []
+    for l, cell in enumerate(cells):
+        if isinstance(cell, nn.LSTMCell):
+            assert c is not None
+            x, cl = lstm_cell(x, h[:, l], c[:, l], cell)
+            new_c.append(cl)
+        else:
+            x = gru_cell(x, h[:, l], cast(nn.GRUCell, cell))
+        new_h.append(x)
+    state = {"h": torch.stack(new_h, dim=1)}
+    if new_c:
+        state["c"] = torch.stack(new_c, dim=1)
+    return x, state
+
+
 class Seq2Seq(nn.Module):
     """Multilayer LSTM/GRU encoder (optionally bidirectional) + attentive decoder."""
 
