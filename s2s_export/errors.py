@@ -8,7 +8,10 @@ Exit codes: 1 usage, 2 unsupported here, 3 parity failed, 4 bad input.
 
 from __future__ import annotations
 
+import contextlib
+import zipfile
 from dataclasses import dataclass
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,24 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line (whitespace collapsed), at most ``limit`` characters
     cut at a word boundary (``shorten``); its type name when the message is empty."""
     return shorten(str(exc), limit) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def unreadable_as_checkpoint_error(path: object, fix: str) -> Iterator[None]:
+    """Around a ``torch.load`` (or what wraps it): a file that is not a readable torch file
+    (truncated, not a zip, garbage the unpickler chokes on with any exception) becomes one
+    ``CheckpointError`` naming ``path`` and ``fix``. A ``CheckpointError`` raised inside (the
+    caller's own reading of an unpickling refusal) passes through unchanged."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
+                              f"{one_line(exc, 160)})", fix) from None
+    except Exception as exc:  # random bytes make the unpickler raise IndexError, KeyError, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file: {type(exc).__name__})",
+                              fix) from None
 
 
 # what the process ran out of, recognised in the messages of MemoryError, RuntimeError("can't

@@ -29,12 +29,11 @@ that do not match the checkpoint's embedding or output rows, and tensors that do
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from ..conventions import Framing, SearchDefaults, Specials, Text, TextSide
-from ..errors import CheckpointError, Problem, one_line
+from ..errors import CheckpointError, Problem, one_line, unreadable_as_checkpoint_error
 from ..text.spec import bundle_name
 from .base import ImportedModel
 
@@ -164,17 +163,12 @@ def read_checkpoint(ckpt: Path) -> dict[str, Any]:
     if not ckpt.is_file():
         raise CheckpointError(f"{ckpt} does not exist",
                               "pass a model directory with best.ckpt, or one of its .ckpt files")
-    try:
-        data = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{ckpt} holds objects a weights-only load refuses ({one_line(exc, 120)})",
-                              "pass a checkpoint written by Joey NMT 2.3") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt} is not a readable checkpoint (truncated or not a torch file: "
-                              f"{one_line(exc, 120)})", "pass a complete checkpoint written by Joey NMT") from None
-    except Exception as exc:  # random bytes make the unpickler raise anything
-        raise CheckpointError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__})",
-                              "pass a complete checkpoint written by Joey NMT") from None
+    with unreadable_as_checkpoint_error(ckpt, "pass a complete checkpoint written by Joey NMT"):
+        try:
+            data = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{ckpt} holds objects a weights-only load refuses ({one_line(exc, 120)})",
+                                  "pass a checkpoint written by Joey NMT 2.3") from None
     state = data.get("model_state") if isinstance(data, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt} has no 'model_state', so it is not a Joey NMT checkpoint",

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conventions import Framing, SearchDefaults, Specials, Text, TextSide
-from ..errors import CheckpointError, Problem, one_line
+from ..errors import CheckpointError, Problem, one_line, unreadable_as_checkpoint_error
 from ..text.spec import bundle_name
 from . import opennmt_legacy as legacy
 from .base import ImportedModel
@@ -125,32 +125,25 @@ def _load(path: Path, trust_pickle: bool) -> Any:
         raise CheckpointError(f"{path} is a directory, not an OpenNMT-py checkpoint", "pass the model_step_N.pt file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
-    try:
-        if trust_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TrustingPickle)
+    with unreadable_as_checkpoint_error(path, "pass a complete model_step_N.pt written by onmt_train"):
         try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
+            if trust_pickle:
+                return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TrustingPickle)
+            try:
+                with torch.serialization.safe_globals([argparse.Namespace]):
+                    return torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                if not legacy.is_legacy_global(_unsupported_global(exc) or ""):
+                    raise
+            with torch.serialization.safe_globals([argparse.Namespace, *legacy.safe_globals()]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            if not legacy.is_legacy_global(_unsupported_global(exc) or ""):
-                raise
-        with torch.serialization.safe_globals([argparse.Namespace, *legacy.safe_globals()]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        name = _unsupported_global(exc)
-        if name:
-            raise CheckpointError(f"{path} pickles {name}, which no OpenNMT-py text checkpoint holds and which "
-                                  "could run code when loaded (nothing was run)", _TRUST_HINT) from None
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({one_line(exc, 160)})",
-                              "pass a model_step_N.pt written by onmt_train") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
-                              f"{one_line(exc, 160)})", "pass a complete model_step_N.pt") from None
-    except CheckpointError:
-        raise
-    except Exception as exc:  # garbage makes the unpickler raise anything
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__})",
-                              "pass a complete model_step_N.pt written by onmt_train") from None
+            name = _unsupported_global(exc)
+            if name:
+                raise CheckpointError(f"{path} pickles {name}, which no OpenNMT-py text checkpoint holds and which "
+                                      "could run code when loaded (nothing was run)", _TRUST_HINT) from None
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({one_line(exc, 160)})",
+                                  "pass a model_step_N.pt written by onmt_train") from None
 
 
 # ----------------------------------------------------------------------------- inspecting

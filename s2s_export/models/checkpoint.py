@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from typing_extensions import Annotated
 
 from ..conventions import FORMAT1, Text
-from ..errors import BadInputError, CheckpointError, Problem, S2SError, one_line, shorten
+from ..errors import (BadInputError, CheckpointError, Problem, S2SError, one_line, shorten,
+                      unreadable_as_checkpoint_error)
 from ..vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocab, tokenizer_kinds, vocab_problems
 from .config import ModelConfig
 from .seq2seq import Seq2Seq
@@ -96,28 +96,21 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                               "pass the model.pt file (bundle directories go to s2s translate)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as exc:
-        if _refuses_objects(str(exc)):  # garbage also fails "weights_only", differently
-            raise CheckpointError(
-                f"{path} contains pickled Python objects (e.g. a whole nn.Module), which can run "
-                "arbitrary code when loaded",
-                "re-save it as an s2s-export checkpoint, or pass --trust-pickle if you trust "
-                "its author") from None
-        text = " ".join(str(exc).split())
-        detail = text.partition("WeightsUnpickler error: ")[2].partition(" Check the documentation")[0]
-        detail = shorten(detail or text, 200)
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({detail})",
-                              "pass a model.pt written by `s2s train` or save_checkpoint") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: {msg})",
-                              "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
-    except Exception as exc:  # random bytes make the unpickler raise IndexError, KeyError, ...
-        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file: "
-                              f"{type(exc).__name__})",
-                              "pass a complete model.pt written by `s2s train` or save_checkpoint") from None
+    with unreadable_as_checkpoint_error(path, "pass a complete model.pt written by `s2s train` or save_checkpoint"):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        except pickle.UnpicklingError as exc:
+            if _refuses_objects(str(exc)):  # garbage also fails "weights_only", differently
+                raise CheckpointError(
+                    f"{path} contains pickled Python objects (e.g. a whole nn.Module), which can run "
+                    "arbitrary code when loaded",
+                    "re-save it as an s2s-export checkpoint, or pass --trust-pickle if you trust "
+                    "its author") from None
+            text = " ".join(str(exc).split())
+            detail = text.partition("WeightsUnpickler error: ")[2].partition(" Check the documentation")[0]
+            detail = shorten(detail or text, 200)
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({detail})",
+                                  "pass a model.pt written by `s2s train` or save_checkpoint") from None
 
 
 def _other_tool(data: Any) -> tuple[str, str]:
