@@ -53,10 +53,15 @@ def test_cli_imports_are_declared() -> None:
 
 
 def _readme_install_extras() -> set[str]:
-    """The requirements the README's quick start installs (its ``pip install -e '.[...]'``)."""
+    """The requirements the README's quick start installs (its first ``pip install -e '.[...]'``,
+    the install line; later ones name optional extras, and every extra named must exist)."""
     readme = (ROOT / "README.md").read_text()
     quick = readme[readme.index("## Quick start"):readme.index("## What it does")]
-    (extras,) = re.findall(r"pip install -e '\.\[([a-z0-9,]+)\]'", quick)
+    named = re.findall(r"pip install -e '\.\[([a-z0-9,]+)\]'", quick)
+    assert named, "the quick start has no pip install -e '.[...]' line"
+    for extra in ",".join(named).split(","):
+        assert extra in PYPROJECT["optional-dependencies"], extra
+    extras = named[0]
     deps = set(names(PYPROJECT["dependencies"]))
     for extra in extras.split(","):
         deps |= names(PYPROJECT["optional-dependencies"][extra])
