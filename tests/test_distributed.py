@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,7 +54,7 @@ def bundle(tiny_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def cluster() -> Iterator[Any]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -170,13 +172,15 @@ def test_connect_uses_the_address_or_this_process_ray() -> None:
             self.calls.append(kwargs)
 
     ray = FakeRay(initialized=True)
-    assert connect(ray, "ray://head:10001", None) is True  # an existing cluster: connect, disconnect after
-    assert ray.calls[0]["address"] == "ray://head:10001"
+    with socket.create_server(("127.0.0.1", 0)) as head:  # something answers at the address
+        address = f"ray://127.0.0.1:{head.getsockname()[1]}"
+        assert connect(ray, address, None) is True  # an existing cluster: connect, disconnect after
+    assert ray.calls[0]["address"] == address
     ray = FakeRay(initialized=True)
     assert connect(ray, None, None) is False and ray.calls == []  # this process's Ray: used, left running
     ray = FakeRay(initialized=False)
     assert connect(ray, None, 2) is True and ray.calls[0]["num_cpus"] == 2  # a local one for the job
-    assert "address" not in ray.calls[0]
+    assert ray.calls[0]["address"] == "local"  # a new cluster, never the latest one started here
 
     class Unreachable(FakeRay):
         def init(self, **kwargs: Any) -> None:
@@ -188,6 +192,37 @@ def test_connect_uses_the_address_or_this_process_ray() -> None:
         connect(Unreachable(initialized=False), "auto", None)
     assert str(info.value) == ("cannot reach a Ray cluster at --ray-address auto (nothing answers there); start "
                                "one there (ray start --head), or leave out --ray-address to use a local cluster")
+
+
+def test_an_address_that_answers_nothing_fails_in_seconds(monkeypatch: Any) -> None:
+    """Ray's client retries an address where nothing answers for minutes (a cluster that was
+    killed leaves its address in /tmp/ray/ray_current_cluster, which ``auto`` reads; RAY_ADDRESS
+    overrides any address): the address Ray would dial is tried first, and ray.init never runs."""
+    from s2s_export.distributed import bootstrap_address, connect
+    from s2s_export.errors import UnsupportedError
+
+    class NeverInit:
+        def init(self, **kwargs: Any) -> None:
+            raise AssertionError("ray.init must not run")
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]  # closed below: nothing answers there any more
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert bootstrap_address("auto") == f"127.0.0.1:{port}"  # Ray's own lookup
+    started = time.monotonic()
+    with pytest.raises(UnsupportedError) as info:
+        connect(NeverInit(), "auto", None)
+    assert time.monotonic() - started < 5
+    assert str(info.value) == (f"cannot reach a Ray cluster at --ray-address auto (127.0.0.1:{port}: nothing answers "
+                               "there); start one there (ray start --head), or leave out --ray-address to use a "
+                               "local cluster")
+    monkeypatch.delenv("RAY_ADDRESS")
+    for address in [f"127.0.0.1:{port}", "ray://host.invalid:10001"]:  # refused; no such host (.invalid)
+        with pytest.raises(UnsupportedError) as info:
+            connect(NeverInit(), address, None)
+        assert str(info.value).startswith(f"cannot reach a Ray cluster at --ray-address {address} (")
+        assert str(info.value).endswith("start one there (ray start --head), or leave out --ray-address to use "
+                                        "a local cluster") and "\n" not in str(info.value)
 
 
 def test_ray_usage_errors(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
