@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,16 @@ class UnsupportedError(S2SError):
     """Something this machine cannot do (no GPU, no TensorRT, missing extra) (exit 2)."""
 
     exit_code = 2
+
+
+class EnginesMissingError(UnsupportedError):
+    """A bundle was written with its ONNX and FP16 graphs but without TensorRT engines (``--trt``
+    on a machine without TensorRT or a GPU). ``bundle``: what was written (``export.api.Bundle``:
+    path, manifest, parity report), so that a caller can report it before the error."""
+
+    def __init__(self, what: list[Problem], bundle: Any = None) -> None:
+        super().__init__(what)
+        self.bundle = bundle
 
 
 class MissingDependencyError(UnsupportedError):

@@ -116,8 +116,10 @@ def test_trt_writes_the_bundle_then_exits_2(model_pt: Path, tmp_path: Path, caps
     code, out, err = run("s2s-export", [str(model_pt), "-o", str(out_dir), "--trt", "--no-verify"],
                          capsys, monkeypatch)
     assert code == 2
+    assert out.splitlines()[0] == f"wrote {out_dir}"  # what was written, as without --trt, ...
+    assert "encoder.fp16.onnx" in [line.split()[0] for line in out.splitlines()[1:]]  # the files listed
     lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert lines and "TensorRT" in lines[0]  # what is missing ...
+    assert lines and "TensorRT" in lines[0]  # ... then what is missing ...
     assert f"s2s build-engines {out_dir}" in lines[-1]  # ... and how to build engines on the target
     assert "Traceback" not in err
     m = load_manifest(out_dir)  # the ONNX + FP16 bundle is complete and verified by hash

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..errors import EnginesMissingError
 from .common import handle_errors, run_app, version_option
 
 app = typer.Typer(name="s2s-export", add_completion=False, pretty_exceptions_enable=False,
@@ -118,11 +119,22 @@ def export(
         out = output if output is not None else Path(f"{source_format}_bundle")
     else:
         out = output if output is not None else model.with_name(f"{model.stem}_bundle")
-    bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
-                          verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt,
-                          int8_variant=int8_variant, calibrate=calibrate,
-                          source_format=source_format, tokenizer=tokenizer, src_tokenizer=src_tokenizer,
-                          tgt_tokenizer=tgt_tokenizer, normalize=normalize)
+    try:
+        bundle = export_model(model, out, opset=opset, topk=topk, max_batch=max_batch, max_src_len=max_src_len,
+                              verify=verify, force=force, trust_pickle=trust_pickle, int8=int8, trt=trt,
+                              int8_variant=int8_variant, calibrate=calibrate,
+                              source_format=source_format, tokenizer=tokenizer, src_tokenizer=src_tokenizer,
+                              tgt_tokenizer=tgt_tokenizer, normalize=normalize)
+    except EnginesMissingError as exc:  # --trt without TensorRT: what was written, then the error
+        if exc.bundle is not None:
+            report(exc.bundle)
+        raise
+    report(bundle)
+
+
+def report(bundle: Any) -> None:
+    """What ``export_model`` wrote (an ``export.api.Bundle``): its warnings (stderr), the files
+    with their sizes and the parity summary (stdout), TensorRT-compatibility warnings (stderr)."""
     for warning in bundle.warnings:
         typer.echo(f"warning: {warning}", err=True)
     files = sorted(bundle.manifest.files) + ["manifest.json"]

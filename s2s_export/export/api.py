@@ -371,7 +371,7 @@ def export_model(model_or_path: nn.Module | str | os.PathLike[str], out_dir: str
     if hook is not None and hook.unsupported is not None:
         from ..tensorrt.builder import engines_missing
 
-        raise engines_missing(hook.unsupported, bundle.path)
+        raise engines_missing(hook.unsupported, bundle.path, bundle)
     return bundle
 
 

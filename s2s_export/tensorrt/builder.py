@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import GRAPHS, Manifest, atomic_dir, load_manifest
-from ..errors import BundleError, Problem, UnsupportedError, UsageError
+from ..errors import BundleError, EnginesMissingError, Problem, UnsupportedError, UsageError
 from ..graphio import GraphSpec
 from .compat import TOPK_MAX_K, check_trt_compat
 
@@ -355,12 +355,14 @@ def add_tensorrt(bundle_dir: str | os.PathLike[str], build: bool = True, max_bat
     return result
 
 
-def engines_missing(exc: UnsupportedError, bundle_dir: str | os.PathLike[str]) -> UnsupportedError:
+def engines_missing(exc: UnsupportedError, bundle_dir: str | os.PathLike[str], bundle: Any = None
+                    ) -> EnginesMissingError:
     """``exc`` (what is missing here) plus the line saying that ``bundle_dir`` was written
-    without engines and how to build them on the target (``s2s-export --trt``, exit 2)."""
-    return UnsupportedError(exc.problems + [Problem(
+    without engines and how to build them on the target (``s2s-export --trt``, exit 2);
+    ``bundle``: the written ``export.api.Bundle``, carried by the error."""
+    return EnginesMissingError(exc.problems + [Problem(
         f"{bundle_dir} was written with its ONNX and FP16 graphs, without TensorRT engines",
-        f"on the target device run: s2s build-engines {bundle_dir}")])
+        f"on the target device run: s2s build-engines {bundle_dir}")], bundle)
 
 
 def for_build_engines(exc: UnsupportedError) -> UnsupportedError:
