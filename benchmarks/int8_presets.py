@@ -52,7 +52,8 @@ def measure(preset: str, root: Path) -> dict[str, Any]:
         quantize_bundle(bundle, variant)
         t = Translator.load(bundle, precision="int8", intra_op_threads=1)
         r: dict[str, Any] = {}
-        for name, kw in (("greedy", {}), ("beam3", {"beam_size": 3})):
+        searches: tuple[tuple[str, dict[str, Any]], ...] = (("greedy", {}), ("beam3", {"beam_size": 3}))
+        for name, kw in searches:
             one = [(h[0].ids, h[0].score) for h in t.translate(words, max_batch_size=1, **kw)]
             many = [(h[0].ids, h[0].score) for h in t.translate(words, max_batch_size=64, **kw)]
             r[f"{name}_b1_vs_b64"] = {"n": len(words), "ids_differ": sum(a[0] != b[0] for a, b in zip(one, many)),

@@ -197,7 +197,7 @@ def measure_quality(job: dict[str, Any]) -> dict[str, Any]:
     pairs = job["pairs"]
     sources, refs = [p[0] for p in pairs], [p[1] for p in pairs]
     few = sources[:: max(1, len(sources) // job["subset"])][: job["subset"]]
-    kw = {"max_length": 50}
+    kw: dict[str, Any] = {"max_length": 50}
 
     def ids(srcs: list[list[int]], batch: int, **extra: Any) -> list[tuple[list[int], float]]:
         return [(h[0].ids, h[0].score) for h in t.translate_ids(srcs, max_batch_size=batch, **kw, **extra)]
@@ -245,7 +245,7 @@ def measure_saturation(job: dict[str, Any]) -> dict[str, Any]:
         known = {o.name for o in model.graph.output}
         for p in prods:
             if p.activation not in known:
-                model.graph.output.append(onnx.helper.make_tensor_value_info(p.activation, onnx.TensorProto.UINT8, None))
+                model.graph.output.append(onnx.helper.make_tensor_value_info(str(p.activation), onnx.TensorProto.UINT8, None))
                 known.add(p.activation)
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         inputs = {i.name for i in sess.get_inputs()}
@@ -332,10 +332,10 @@ def run_speed(prepared: dict[str, Any], workdir: Path, args: argparse.Namespace,
                    f"step {res['step_b1']['median'] * 1e6:.0f} us"))
             rounds.setdefault((model, variant, threads), []).append(res)
     out: dict[str, Any] = {}
-    for (model, variant, threads), res in rounds.items():
-        ok = [x for x in res if "error" not in x]
+    for (model, variant, threads), runs in rounds.items():
+        ok = [x for x in runs if "error" not in x]
         out.setdefault(model, {}).setdefault(variant, {})[f"{threads}t"] = {
-            **best_rounds(ok), "errors": [x["error"] for x in res if "error" in x]}
+            **best_rounds(ok), "errors": [x["error"] for x in runs if "error" in x]}
     return out
 
 

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -198,7 +198,8 @@ class Profile:
         return text, json.dumps(self.spent)  # type: ignore[return-value]
 
 
-WORKERS = {"g2p_en": G2pEn, "runtime": Runtime, "floor": Floor, "profile": Profile}
+WORKERS: dict[str, Callable[[dict[str, Any]], Callable[[str], tuple[str, float]]]] = {
+    "g2p_en": G2pEn, "runtime": Runtime, "floor": Floor, "profile": Profile}
 
 
 def worker(kind: str) -> None:
