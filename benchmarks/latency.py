@@ -30,7 +30,9 @@ over the words of each word's best round (the least disturbed by other processes
 runtime the time inside ONNX Runtime's session runs (``graph``) apart from the Python around
 them, with a least-squares split of the graph time (each word's best round) into a fixed part,
 a part per source token and a part per decoder step. Every process's outputs must equal g2p_en's (checked; a
-difference is an error). Results: ``benchmarks/results/<date>-latency-<machine>.json``.
+difference is an error). Results: ``benchmarks/results/<date>-latency-<machine>.json``, marked
+``preliminary`` unless the machine was quiet (1-min load average at most ``QUIET_LOAD_AT_START``
+before the run and ``QUIET_LOAD_AFTER`` after it: ``preliminary``).
 ``--profile`` instead times the phases of a call (``Profile``) and the graphs alone
 (``graph_profile``): ``benchmarks/results/<date>-latency-profile-<machine>.json``. Torch-free
 but for the export subprocesses.
@@ -349,7 +351,7 @@ def graph_profile(bundles: dict[str, str], words: list[str], rounds: int) -> dic
 
 
 def profile(trees: dict[str, Path], work: Path, words: list[str], warm: list[str], machine: dict[str, Any],
-            out: Path) -> int:
+            out: Path, load_at_start: list[float]) -> int:
     """Per tree and ``BEFORE_VARIANTS`` setting, one fresh process: the median time of each
     phase of a call over the words (microseconds), of the whole call (``translate``), of the
     session runs in it and of the Python around them (``python``); then ``graph_profile`` of the
@@ -357,7 +359,8 @@ def profile(trees: dict[str, Path], work: Path, words: list[str], warm: list[str
     import numpy as np
 
     result: dict[str, Any] = {"what": "phases of Translator.translate([word]), default settings, medians (us)",
-                              "preliminary": True, "machine": machine, "words": len(words), "trees": {}}
+                              "preliminary": True, "loadavg_at_start": load_at_start, "machine": machine,
+                              "words": len(words), "trees": {}}
     for (tree, src), variant in ((t, v) for t in trees.items() for v in BEFORE_VARIANTS):
         name = f"{tree} {variant}"
         p = Proc(name, "profile", sys.executable, src,
@@ -377,6 +380,8 @@ def profile(trees: dict[str, Path], work: Path, words: list[str], warm: list[str
         result["trees"][name] = med
         print(name, json.dumps(med))
     result["graphs"] = graph_profile({name: str(work / name) for name in trees}, words, 5)
+    result["loadavg_after"] = list(os.getloadavg())
+    result["preliminary"] = preliminary(load_at_start, result["loadavg_after"])
     out.mkdir(parents=True, exist_ok=True)
     from s2s_export.bench.report import machine_slug
 
@@ -384,6 +389,16 @@ def profile(trees: dict[str, Path], work: Path, words: list[str], warm: list[str
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
     return 0
+
+
+QUIET_LOAD_AT_START = 0.5  # 1-min load average before the run (nothing else running) ...
+QUIET_LOAD_AFTER = 1.5  # ... and after it (the run itself keeps about one core busy)
+
+
+def preliminary(load_at_start: list[float], load_after: list[float]) -> bool:
+    """Whether a run counts as preliminary: the machine was not quiet (1-min load average at the
+    start over ``QUIET_LOAD_AT_START`` or after the run over ``QUIET_LOAD_AFTER``)."""
+    return load_at_start[0] > QUIET_LOAD_AT_START or load_after[0] > QUIET_LOAD_AFTER
 
 
 def main() -> int:
@@ -407,6 +422,7 @@ def main() -> int:
     if args.export:
         export(*args.export)
         return 0
+    load_at_start = list(os.getloadavg())
     sys.path.insert(0, str(ROOT))
     from s2s_export.bench.report import machine_info, machine_slug
 
@@ -423,7 +439,7 @@ def main() -> int:
                         checkpoint], check=True, cwd=tempfile.gettempdir(), capture_output=True)
     warm = words[:WARMUP]
     if args.profile:
-        return profile(trees, work, words, warm, machine, args.out)
+        return profile(trees, work, words, warm, machine, args.out, load_at_start)
     procs = [Proc("g2p_en", "g2p_en", g2p_python, ROOT, {"warmup": warm})]
     for name, src in trees.items():
         for variant, load in VARIANTS.items():
@@ -458,8 +474,8 @@ def main() -> int:
     wrong = {p.name: sum(a != b for a, b in zip(outputs[p.name], ref)) for p in procs if p.kind == "runtime"}
     result: dict[str, Any] = {
         "what": "batch-1 latency, g2p_en's 1,000 fixture words one at a time (benchmarks/latency.py)",
-        "preliminary": True, "machine": machine, "seconds": round(time.time() - started, 1),
-        "loadavg_after": list(os.getloadavg()), "rounds": args.rounds, "chunk": args.chunk, "pause_s": args.pause,
+        "preliminary": preliminary(load_at_start, list(os.getloadavg())), "loadavg_at_start": load_at_start,
+        "machine": machine, "seconds": round(time.time() - started, 1), "loadavg_after": list(os.getloadavg()), "rounds": args.rounds, "chunk": args.chunk, "pause_s": args.pause,
         "words": len(words),
         "g2p_python": g2p_python, "fixture_agreement": sum(a == b for a, b in zip(ref, want)),
         "outputs_differing_from_g2p_en": wrong, "configs": {}}
