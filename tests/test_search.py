@@ -333,6 +333,60 @@ def test_length_penalties() -> None:
     assert raw.ids == avg.ids and avg.score == pytest.approx(raw.score / len(raw.ids))
 
 
+class GraphMaskingBackend(FakeBackend):
+    """Top-K as a format-2 step graph computes it: its ``topk_blocked`` ids at -inf *before* the
+    top-K (ONNX TopK: ties to the lower id), so they fall out of it."""
+
+    topk_blocked = (PAD_ID, BOS_ID)
+
+    def step(self, tokens: np.ndarray, reorder: np.ndarray, full: bool = False, attn: bool = False) -> StepResult:
+        res = super().step(tokens, reorder, True, attn)
+        self.fulls[-1] = full  # what the search asked for
+        lp = np.array(res.log_probs, copy=True)
+        lp[:, list(self.topk_blocked)] = -np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(lp.shape[1]), lp.shape), -lp), axis=-1)[:, : self.topk]
+        return StepResult(np.take_along_axis(lp, order, 1), order, lp if full else None, res.attn)
+
+
+@pytest.mark.parametrize("extra", [(), (5,)])  # all blocked ids masked in the graph; one that is not
+@pytest.mark.parametrize("beam", [1, 3])
+def test_joeynmt_style_takes_the_graphs_mask_as_it_is(extra: tuple[int, ...], beam: int, monkeypatch: Any) -> None:
+    """The joeynmt style skips its per-step blocking (``np.isin``) when the step graph's top-K
+    already leaves out every blocked id (EOS before min_length excepted): same hypotheses and
+    scores as a backend that masks nothing, blocked ids never generated."""
+    from s2s_export.runtime.styles.joeynmt import joeynmt_search
+
+    fn = table_fn(9, eos_growth=0.8)
+    src, lengths = batch2([[4, 6, EOS_ID], [7, EOS_ID], [5, 8, 6, 4, EOS_ID]])
+    opts = SearchOptions(beam_size=beam, n_best=beam, max_length=7, blocked=(PAD_ID, BOS_ID, *extra),
+                         min_length=2, style="joeynmt")
+    isin, calls = np.isin, []
+    monkeypatch.setattr(np, "isin", lambda *a, **k: calls.append(1) or isin(*a, **k))
+    got = joeynmt_search(GraphMaskingBackend(fn, 9, 6 + len(extra)), src, lengths, opts)
+    assert len(calls) == 2 if not extra else len(calls) > 2  # the two steps before min_length only
+    monkeypatch.undo()
+    want = joeynmt_search(FakeBackend(fn, 9, 6 + len(extra)), src, lengths, opts)
+    assert ids_scores(got) == ids_scores(want)
+    assert not {PAD_ID, BOS_ID, *extra} & {i for hyps in got for r in hyps for i in r.ids}
+
+
+@pytest.mark.parametrize("extra", [(), (5,)])
+def test_opennmt_style_needs_no_full_log_probs_for_ids_the_graph_masks(extra: tuple[int, ...]) -> None:
+    """The opennmt style bans ids by filling the full log-probs; ids the step graph's top-K
+    already leaves out need no full log-probs after min_length (same hypotheses and scores)."""
+    from s2s_export.runtime.styles.opennmt import opennmt_search
+
+    fn = table_fn(9, eos_growth=0.8)
+    src, lengths = batch2([[4, 6, EOS_ID], [7, EOS_ID], [5, 8, 6, 4, EOS_ID]])
+    opts = SearchOptions(beam_size=3, n_best=2, max_length=7, blocked=(PAD_ID, BOS_ID, *extra),
+                         min_length=1, style="opennmt")
+    masking = GraphMaskingBackend(fn, 9, 6)
+    got = opennmt_search(masking, src, lengths, opts)
+    assert ids_scores(got) == ids_scores(opennmt_search(FakeBackend(fn, 9, 6), src, lengths, opts))
+    assert masking.fulls[0] is True  # the first step (up to min_length): EOS is filled in the full log-probs
+    assert set(masking.fulls[1:]) == ({True} if extra else {False})
+
+
 @pytest.mark.parametrize("kw,pattern", [
     ({"beam_size": 0}, "beam_size must be >= 1"),
     ({"beam_size": 2, "n_best": 3}, "n_best 3 must be within 1..beam_size"),

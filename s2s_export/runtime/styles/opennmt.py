@@ -111,7 +111,7 @@ def _candidates(res, full: bool, lp_rows: np.ndarray | None, K: int) -> tuple[np
     if full:
         assert lp_rows is not None
         ids = np.argsort(-lp_rows, axis=1, kind="stable")[:, :K]
-        return np.take_along_axis(lp_rows, ids, 1), ids
+        return lp_rows[np.arange(len(ids))[:, None], ids], ids
     return res.topk_log_probs[:, :K].astype(np.float32), res.topk_ids[:, :K].astype(np.int64)
 
 
@@ -137,7 +137,12 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     B, S = src.shape
     limits = batch_limits(opts, src_lengths)
     ngram = int(opts.no_repeat_ngram_size)
-    needs_full = K > backend.topk or opts.full_distribution or bool(opts.blocked) or ngram >= 2
+    # banned ids need the full log-probs, unless the step graph's top-K already leaves them all
+    # out (its io.blocked) and the vocabulary has K others: then the top-K's first K are the K
+    # best allowed tokens (the full path's -1e20 fills never reach the first K)
+    in_graph = set(map(int, getattr(backend, "topk_blocked", ())))
+    banned = bool(opts.blocked) and not (set(map(int, opts.blocked)) <= in_graph and K + len(opts.blocked) <= V)
+    needs_full = K > backend.topk or opts.full_distribution or banned or ngram >= 2
     backend.encode(src, src_lengths)
     b = _Batch(B, K, int(opts.start_id), S, opts.return_attention)
     hyps: list[list[Result]] = [[] for _ in range(B)]
@@ -166,11 +171,13 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
         # rank each sentence's w*C candidates: score descending, then beam, then token id
         C = cand.shape[1]
         cand, cand_ids = cand.reshape(n, w * C), cand_ids.reshape(n, w * C)
-        beam_of = np.broadcast_to(np.repeat(np.arange(w), C), (n, w * C))
-        order = np.lexsort((cand_ids, beam_of, -cand), axis=1)[:, :K] if n else np.zeros((0, K), np.int64)
-        top = np.take_along_axis(cand, order, 1).astype(np.float32)  # [n,K] normalised scores
-        new_ids = np.take_along_axis(cand_ids, order, 1)  # [n,K]
-        rows = (np.take_along_axis(beam_of, order, 1) + (np.arange(n) * w)[:, None]).ravel()  # [n*K]
+        beam_of = np.arange(w * C) // C  # [w*C] the beam of each candidate
+        order = np.lexsort((cand_ids, np.broadcast_to(beam_of, cand.shape), -cand), axis=1)[:, :K] if n \
+            else np.zeros((0, K), np.int64)
+        r = np.arange(n)[:, None]
+        top = cand[r, order].astype(np.float32)  # [n,K] normalised scores
+        new_ids = cand_ids[r, order]  # [n,K]
+        rows = (beam_of[order] + r * w).ravel()  # [n*K]
         cum = top * np.float32(pen) if pen != 1 else top.copy()
         b.seq = np.concatenate([b.seq[rows], new_ids.reshape(-1, 1)], axis=1)
         if ngram >= 2 and step + 1 >= ngram:
