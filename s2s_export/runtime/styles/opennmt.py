@@ -192,9 +192,9 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
             for i in np.flatnonzero(finished.any(axis=1)):
                 s = int(b.sent[i])
                 for j in np.flatnonzero(finished[i]):
-                    r = int(i) * K + int(j)
-                    att = None if b.attn is None else b.attn[r, :, : int(src_lengths[s])].copy()
-                    hyps[s].append(Result(b.seq[r, 1:].tolist(), float(top[i, j]), att))
+                    row = int(i) * K + int(j)
+                    att = None if b.attn is None else b.attn[row, :, : int(src_lengths[s])].copy()
+                    hyps[s].append(Result(b.seq[row, 1:].tolist(), float(top[i, j]), att))
                 if finished[i, 0] and len(hyps[s]) >= opts.n_best:
                     done[i] = True
                     results[s] = sorted(hyps[s], key=lambda h: h.score, reverse=True)[: opts.n_best]
