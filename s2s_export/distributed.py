@@ -11,10 +11,10 @@ scores or json; an empty line gives an empty output without a model run), so wit
 options the file is identical to a single-process run (each sentence's result does not depend
 on the batch it is in: FP32, and INT8 since its scales no longer depend on the batch).
 
-The cluster: ``address`` connects to an existing one (``ray://host:10001``, ``host:6379`` or
-``auto``; an address where nothing answers is refused in seconds, ``probe``), else the one this
-process already runs, else a new local one is started for the call (``num_cpus``, default all
-cores) and shut down after. Its workers need ``s2s-export[cpu]`` (or ``[gpu]``) installed. The
+The cluster: ``address`` (else ``RAY_ADDRESS``, which ``ray job submit`` sets) connects to an
+existing one (``ray://host:10001``, ``host:6379`` or ``auto``; an address where nothing answers
+is refused in seconds, ``probe``), else the one this process already runs, else a new local one
+is started for the call (``num_cpus``, default all cores) and shut down after. Its workers need ``s2s-export[cpu]`` (or ``[gpu]``) installed. The
 bundle is loaded by path on a local cluster; with ``address`` its files travel through the object
 store (``ship_bundle``) so that workers on other machines need no copy of it.
 """
@@ -111,15 +111,18 @@ def bundle_files(bundle: Path) -> dict[str, bytes]:
     return {name: (bundle / name).read_bytes() for name in [MANIFEST, *manifest.files]}
 
 
-def connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
+def connect(ray: Any, address: str | None, num_cpus: int | None, source: str = "--ray-address") -> bool:
     """Connect to ``address``, or reuse this process's Ray, or start a local one; True when
-    this call connected (and so disconnects at the end)."""
+    this call connected (and so disconnects at the end). ``source``: where ``address`` came
+    from (``--ray-address`` or ``RAY_ADDRESS``), named by the error when nothing answers there
+    (``UnsupportedError``, exit 2)."""
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     if address is not None:
         def unreachable(detail: str) -> UnsupportedError:
-            return UnsupportedError(f"cannot reach a Ray cluster at --ray-address {address} ({detail})",
-                                    "start one there (ray start --head), or leave out --ray-address to "
-                                    "use a local cluster")
+            return UnsupportedError(f"cannot reach a Ray cluster at {source} {address} ({detail})",
+                                    "start one there (ray start --head), or "
+                                    + ("unset RAY_ADDRESS" if source == "RAY_ADDRESS" else "leave out --ray-address")
+                                    + " to use a local cluster")
 
         target = bootstrap_address(address)
         if target is not None and (why := probe(target)) is not None:  # Ray itself retries for minutes
@@ -205,7 +208,10 @@ def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike
         raise BadInputError(f"cannot read {input_path} (no such file)", "pass an existing text file")
     ray: Any = require("ray", "ray")
     require("ray.data", "ray")
-    started = connect(ray, address, num_cpus)
+    source = "--ray-address"
+    if address is None and os.environ.get("RAY_ADDRESS"):  # set by `ray job submit`: the job's cluster
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    started = connect(ray, address, num_cpus, source)
     try:
         return _run(ray, bundle, input_path, output_path, address, num_actors, cpus_per_actor, (batch_size, block_lines),
                     dict(backend=backend, precision=precision, intra_op_threads=intra_op_threads,

@@ -225,6 +225,21 @@ def test_an_address_that_answers_nothing_fails_in_seconds(monkeypatch: Any) -> N
                                         "a local cluster") and "\n" not in str(info.value)
 
 
+def test_ray_address_from_the_environment(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    """Without --ray-address the job goes to RAY_ADDRESS (``ray job submit`` sets it), and the
+    error names that variable when nothing answers there; no output is written."""
+    (tmp_path / "in.txt").write_text("ab\n")
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "-o",
+                                   str(tmp_path / "out.txt"), "--ray"], capsys, monkeypatch)
+    assert code == 2
+    assert err.strip() == (f"error: cannot reach a Ray cluster at RAY_ADDRESS 127.0.0.1:{port} (nothing answers "
+                           "there); start one there (ray start --head), or unset RAY_ADDRESS to use a local cluster")
+    assert not (tmp_path / "out.txt").exists()
+
+
 def test_ray_usage_errors(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     (tmp_path / "in.txt").write_text("ab\n")
     code, _, err = run_cli("s2s", ["translate", str(bundle), "-i", str(tmp_path / "in.txt"), "--ray"],
