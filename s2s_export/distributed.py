@@ -12,8 +12,8 @@ options the file is identical to a single-process run (each sentence's result do
 on the batch it is in: FP32, and INT8 since its scales no longer depend on the batch).
 
 The cluster: ``address`` (else ``RAY_ADDRESS``, which ``ray job submit`` sets) connects to an
-existing one (``ray://host:10001``, ``host:6379`` or ``auto``; an address where nothing answers
-is refused in seconds, ``probe``), else the one this process already runs, else a new local one
+existing one (``ray://host:10001``, ``host:6379`` or ``auto``; an address where no Ray cluster
+answers is refused in seconds, ``raycluster.connect``), else the one this process already runs, else a new local one
 is started for the call (``num_cpus``, default all cores) and shut down after. Its workers need ``s2s-export[cpu]`` (or ``[gpu]``) installed. The
 bundle is loaded by path on a local cluster; with ``address`` its files travel through the object
 store (``ship_bundle``) so that workers on other machines need no copy of it.
@@ -35,6 +35,7 @@ import numpy as np
 
 from .bundle import MANIFEST, atomic_file, load_manifest
 from .errors import UTF8_FIX, BadInputError, S2SError, UnsupportedError, UsageError, one_line, require
+from .raycluster import connect
 
 BLOCK_BATCHES = 16  # lines per object-store block and per actor call = batch_size x this ...
 BLOCK_MAX_LINES = 4096  # ... at most (whole batches of a tool's batching: translator.aligned_lines)
@@ -109,69 +110,6 @@ def bundle_files(bundle: Path) -> dict[str, bytes]:
     """The bundle's files (manifest and every file it lists, checked against their sha256)."""
     manifest = load_manifest(bundle)
     return {name: (bundle / name).read_bytes() for name in [MANIFEST, *manifest.files]}
-
-
-def connect(ray: Any, address: str | None, num_cpus: int | None, source: str = "--ray-address") -> bool:
-    """Connect to ``address``, or reuse this process's Ray, or start a local one; True when
-    this call connected (and so disconnects at the end). ``source``: where ``address`` came
-    from (``--ray-address`` or ``RAY_ADDRESS``), named by the error when nothing answers there
-    (``UnsupportedError``, exit 2)."""
-    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
-    if address is not None:
-        def unreachable(detail: str) -> UnsupportedError:
-            return UnsupportedError(f"cannot reach a Ray cluster at {source} {address} ({detail})",
-                                    "start one there (ray start --head), or "
-                                    + ("unset RAY_ADDRESS" if source == "RAY_ADDRESS" else "leave out --ray-address")
-                                    + " to use a local cluster")
-
-        target = bootstrap_address(address)
-        if target is not None and (why := probe(target)) is not None:  # Ray itself retries for minutes
-            raise unreachable(why if target == address else f"{target}: {why}")
-        try:
-            ray.init(address=address, **quiet)
-        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-            raise unreachable("nothing answers there" if isinstance(exc, ConnectionError)
-                              else one_line(exc, 160)) from None
-        return True
-    if ray.is_initialized():
-        return False
-    # "local": always a new cluster; ray.init() without an address joins the latest one started on
-    # this machine (RAY_ADDRESS, /tmp/ray/ray_current_cluster), a stale one included
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
-    return True
-
-
-def bootstrap_address(address: str) -> str | None:
-    """The address ``ray.init(address=...)`` will dial (``host:port`` or ``ray://host:port``), by
-    Ray's own lookup (``ray._private.services.get_ray_address_from_environment``: ``RAY_ADDRESS``
-    first, then for ``auto`` the latest cluster started on this machine, read from
-    ``/tmp/ray/ray_current_cluster``, which outlives a cluster that was killed); None when Ray
-    finds none or the lookup is unavailable (``ray.init`` then reports it)."""
-    try:
-        from ray._private.services import get_ray_address_from_environment
-
-        return str(get_ray_address_from_environment(address, None))
-    except Exception:  # noqa: BLE001 - ImportError, AttributeError on another Ray, ConnectionError: none
-        return None
-
-
-def probe(address: str, timeout_s: float = 5.0) -> str | None:
-    """Why nothing answers at ``address`` (``[ray://]host:port``): a TCP connection is tried for at
-    most ``timeout_s`` seconds; None when it connects, or when ``address`` has no port to try.
-    Ray's own client retries an address that answers nothing for minutes, printing warnings
-    (seen with Ray 2.x and a stale ``/tmp/ray/ray_current_cluster``): this fails first, in seconds."""
-    import socket
-
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
-        return None
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except socket.timeout:
-        return f"no answer within {timeout_s:g} s"
-    except OSError as exc:  # refused, unknown host, unreachable network
-        return "nothing answers there" if isinstance(exc, ConnectionRefusedError) else one_line(exc, 120)
-    return None
 
 
 def translate_file(bundle: str | os.PathLike[str], input_path: str | os.PathLike[str],

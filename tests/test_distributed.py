@@ -159,7 +159,7 @@ def test_ray_errors_leave_no_output(cluster: Any, bundle: Path, tmp_path: Path, 
 
 
 def test_connect_uses_the_address_or_this_process_ray() -> None:
-    from s2s_export.distributed import connect
+    from s2s_export.raycluster import connect
 
     class FakeRay:
         def __init__(self, initialized: bool) -> None:
@@ -171,11 +171,10 @@ def test_connect_uses_the_address_or_this_process_ray() -> None:
         def init(self, **kwargs: Any) -> None:
             self.calls.append(kwargs)
 
-    ray = FakeRay(initialized=True)
-    with socket.create_server(("127.0.0.1", 0)) as head:  # something answers at the address
-        address = f"ray://127.0.0.1:{head.getsockname()[1]}"
-        assert connect(ray, address, None) is True  # an existing cluster: connect, disconnect after
-    assert ray.calls[0]["address"] == address
+    ray, checked = FakeRay(initialized=True), []
+    address = "ray://head:10001"  # usable (the check passes): connect, disconnect after
+    assert connect(ray, address, None, check=lambda a: checked.append(a) or None) is True
+    assert ray.calls[0]["address"] == address and checked == [address]
     ray = FakeRay(initialized=True)
     assert connect(ray, None, None) is False and ray.calls == []  # this process's Ray: used, left running
     ray = FakeRay(initialized=False)
@@ -184,22 +183,23 @@ def test_connect_uses_the_address_or_this_process_ray() -> None:
 
     class Unreachable(FakeRay):
         def init(self, **kwargs: Any) -> None:
-            raise ConnectionError("Could not find any running Ray instance. Please specify ... `--address` flag")
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
 
     from s2s_export.errors import UnsupportedError
 
     with pytest.raises(UnsupportedError) as info:  # one line naming our flag and the fix, exit 2
-        connect(Unreachable(initialized=False), "auto", None)
-    assert str(info.value) == ("cannot reach a Ray cluster at --ray-address auto (nothing answers there); start "
-                               "one there (ray start --head), or leave out --ray-address to use a local cluster")
+        connect(Unreachable(initialized=False), "10.0.0.1:6379", None, check=lambda a: None)
+    assert str(info.value) == ("cannot reach a Ray cluster at --ray-address 10.0.0.1:6379 (Failed to connect to Ray "
+                               "cluster at 10.0.0.1:6379); start one there (ray start --head), or leave out "
+                               "--ray-address to use a local cluster")
 
 
 def test_an_address_that_answers_nothing_fails_in_seconds(monkeypatch: Any) -> None:
     """Ray's client retries an address where nothing answers for minutes (a cluster that was
-    killed leaves its address in /tmp/ray/ray_current_cluster, which ``auto`` reads; RAY_ADDRESS
-    overrides any address): the address Ray would dial is tried first, and ray.init never runs."""
-    from s2s_export.distributed import bootstrap_address, connect
+    killed leaves its address in /tmp/ray/ray_current_cluster, which ``auto`` reads, as it reads
+    RAY_ADDRESS): the address Ray would dial is tried first, and ray.init never runs."""
     from s2s_export.errors import UnsupportedError
+    from s2s_export.raycluster import bootstrap_address, connect, probe
 
     class NeverInit:
         def init(self, **kwargs: Any) -> None:
@@ -216,13 +216,35 @@ def test_an_address_that_answers_nothing_fails_in_seconds(monkeypatch: Any) -> N
     assert str(info.value) == (f"cannot reach a Ray cluster at --ray-address auto (127.0.0.1:{port}: nothing answers "
                                "there); start one there (ray start --head), or leave out --ray-address to use a "
                                "local cluster")
+    assert bootstrap_address(f"127.0.0.1:{port + 1}") == f"127.0.0.1:{port + 1}"  # as ray.init: a given one wins
+    assert bootstrap_address("local") is None  # a new cluster: nothing to check
     monkeypatch.delenv("RAY_ADDRESS")
-    for address in [f"127.0.0.1:{port}", "ray://host.invalid:10001"]:  # refused; no such host (.invalid)
+    for address in [f"127.0.0.1:{port}", "ray://host.invalid:10001", "ray://host.invalid", ":6379",
+                    "127.0.0.1:99999"]:  # refused; no such host (.invalid), with Ray's port; no host; no port
         with pytest.raises(UnsupportedError) as info:
             connect(NeverInit(), address, None)
         assert str(info.value).startswith(f"cannot reach a Ray cluster at --ray-address {address} (")
         assert str(info.value).endswith("start one there (ray start --head), or leave out --ray-address to use "
                                         "a local cluster") and "\n" not in str(info.value)
+    assert probe(":6379") == "the address names no host" and probe("h:99999") == "port 99999 is out of range"
+
+
+def test_a_listener_that_is_not_ray_is_refused_within_the_time_limit() -> None:
+    """Something answers at the address but it is not Ray (here: a socket that accepts and says
+    nothing; Ray retried a web server there for minutes): ray.init is tried in a child process,
+    killed after the time limit, and the reason is one line."""
+    import threading
+
+    from s2s_export.raycluster import check_cluster, probe, usable
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port, held = server.getsockname()[1], []
+        threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+        assert probe(f"127.0.0.1:{port}") is None  # the TCP connection opens
+        started = time.monotonic()
+        assert check_cluster(f"127.0.0.1:{port}", timeout_s=6) == "no Ray cluster answered within 6 s"
+        assert time.monotonic() - started < 15
+    assert usable("host:notaport").startswith("ValueError: ")  # Ray's own reason, from the child, one line
 
 
 def test_ray_address_from_the_environment(bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
