@@ -46,7 +46,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, cast
+from typing import Any, Callable, Iterable, NamedTuple, cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -202,12 +202,13 @@ def masked(log_probs: np.ndarray, hist: np.ndarray, opts: SearchOptions) -> np.n
     return lp
 
 
-def topk_unmasked(backend: Backend, opts: SearchOptions) -> tuple[int, ...]:
-    """The ids of ``opts.blocked`` that the backend's top-K outputs may still hold: a format-2
-    step graph masks its ``io.blocked`` before the top-K (``topk_blocked``), so only the others
-    need masking per step (``np.isin`` on every step cost ~45 us at batch 1, measured)."""
-    masked_in_graph = set(getattr(backend, "topk_blocked", ()))
-    return tuple(i for i in opts.blocked if i not in masked_in_graph)
+def topk_unmasked(backend: Backend, opts: SearchOptions, ids: Iterable[int] | None = None) -> tuple[int, ...]:
+    """The ids of ``ids`` (default ``opts.blocked``) that the backend's top-K outputs may still
+    hold: a format-2 step graph masks its ``io.blocked`` before the top-K (``topk_blocked``), so
+    only the others need masking per step (``np.isin`` on every step cost ~45 us at batch 1,
+    measured)."""
+    masked_in_graph = set(map(int, getattr(backend, "topk_blocked", ())))
+    return tuple(int(i) for i in (opts.blocked if ids is None else ids) if int(i) not in masked_in_graph)
 
 
 def candidates(res: StepResult, full: bool, C: int, hist: np.ndarray, opts: SearchOptions,

@@ -40,16 +40,14 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..backends.base import Backend, StepResult
-from ..search import Result, SearchOptions
+from ..search import Result, SearchOptions, topk_unmasked
 
 
 def _never(opts: SearchOptions, backend: Backend) -> tuple[np.ndarray, np.ndarray]:
     """The ids never generated (BOS, PAD, ``opts.blocked``), and those of them the backend's
     top-K may still hold (not in its ``topk_blocked``: the step graph's own mask), int64."""
     never = sorted({int(opts.start_id), int(opts.pad_id), *map(int, opts.blocked)})
-    in_graph = set(map(int, getattr(backend, "topk_blocked", ())))
-    return (np.array(never, dtype=np.int64),
-            np.array([i for i in never if i not in in_graph], dtype=np.int64))
+    return np.array(never, dtype=np.int64), np.array(topk_unmasked(backend, opts, never), dtype=np.int64)
 
 
 def best_tokens(res: StepResult, C: int, blocked: np.ndarray, full: bool,

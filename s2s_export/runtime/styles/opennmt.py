@@ -53,7 +53,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..backends.base import Backend
-from ..search import Result, SearchOptions
+from ..search import Result, SearchOptions, topk_unmasked
 
 NEG = np.float32(-65504.0)  # OpenNMT-py's fill for finished beams, min_length and banned tokens
 BLOCKED_NGRAM = np.float32(-10e20)
@@ -140,8 +140,7 @@ def opennmt_search(backend: Backend, src: np.ndarray, src_lengths: np.ndarray,
     # banned ids need the full log-probs, unless the step graph's top-K already leaves them all
     # out (its io.blocked) and the vocabulary has K others: then the top-K's first K are the K
     # best allowed tokens (the full path's -1e20 fills never reach the first K)
-    in_graph = set(map(int, getattr(backend, "topk_blocked", ())))
-    banned = bool(opts.blocked) and not (set(map(int, opts.blocked)) <= in_graph and K + len(opts.blocked) <= V)
+    banned = bool(opts.blocked) and not (not topk_unmasked(backend, opts) and K + len(opts.blocked) <= V)
     needs_full = K > backend.topk or opts.full_distribution or banned or ngram >= 2
     backend.encode(src, src_lengths)
     b = _Batch(B, K, int(opts.start_id), S, opts.return_attention)
